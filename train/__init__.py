@@ -1,0 +1,1 @@
+"""vpjax: train package."""
