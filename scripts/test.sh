@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs vpjax with its test tools and runs the default test suite (slow tests excluded).
+# Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" MUJOCO_GL="${MUJOCO_GL:-egl}"
+exec python3 -m pytest -q "$@"
