@@ -1,0 +1,164 @@
+"""Task adapters (env + scripted expert + proprioception + renderer) and demonstration collection.
+
+``get_task("dishwashing")`` wraps ``envs.make("dishwashing")``, the scripted expert of
+``envs.experts`` and the env's offscreen renderer; ``get_task("point")`` is the reduced task of
+:mod:`.toy` (pure-JAX renderer) used by the fast tests. Everything downstream (collection, training,
+evaluation) only talks to a :class:`Task`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import records as R
+from . import toy
+
+
+@dataclasses.dataclass
+class Task:
+    """What the pipeline needs from a task.
+
+    Attributes:
+      name: task name (stored in records and checkpoints).
+      env: the contract env (reset/step, observation_size, action_size, dt, episode_length, default_params).
+      expert: ``expert(state, key, params) -> action [A]`` (jittable, one robot).
+      proprio: ``proprio(state) -> [P]`` (jittable, one robot).
+      render: ``render(states, size) -> uint8 [N, size, size, 3]`` for a batch of N states (host side).
+      proprio_size: P.
+    """
+
+    name: str
+    env: Any
+    expert: Callable
+    proprio: Callable
+    render: Callable
+    proprio_size: int
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def action_size(self) -> int:
+        return int(self.env.action_size)
+
+
+TASKS = ("point", "dishwashing")
+
+
+def get_task(name: str, episode_length: int | None = None, **env_kwargs) -> Task:
+    """Builds the adapter for ``name``; an unknown name fails listing the known ones."""
+    if name == "point":
+        env = toy.PointDeliver(episode_length=episode_length or 40)
+        render_j = jax.jit(jax.vmap(toy.render, in_axes=(0, None)), static_argnums=1)
+        return Task(name, env, toy.expert, env.proprio, lambda s, size: np.asarray(render_j(s, size)),
+                    env.proprio_size)
+    if name == "dishwashing":
+        return _dishwashing(episode_length, **env_kwargs)
+    raise ValueError(f"task {name!r}: unknown; known tasks: {TASKS}")
+
+
+def _dishwashing(episode_length: int | None, **env_kwargs) -> Task:
+    try:
+        import envs  # noqa: F401
+        from envs import experts
+    except ImportError as e:  # pragma: no cover - depends on the env engineer's package
+        raise RuntimeError(f"task 'dishwashing' needs envs.make and envs.experts: {e}") from e
+    kw = dict(env_kwargs)
+    if episode_length is not None:
+        kw["episode_length"] = episode_length
+    env = envs.make("dishwashing", **kw)
+    expert = experts.make_expert(env) if hasattr(experts, "make_expert") else experts.dishwashing_expert(env)
+    proprio_fn = getattr(env, "proprio", None) or (lambda s: s.obs[: getattr(env, "proprio_size", s.obs.shape[-1])])
+    psize = int(getattr(env, "proprio_size", env.observation_size))
+
+    def render(states, size):
+        n = jax.tree.leaves(states)[0].shape[0]
+        out = np.empty((n, size, size, 3), np.uint8)
+        for i in range(n):
+            s = jax.tree.map(lambda x: x[i], states)
+            out[i] = np.asarray(env.render(s, camera=None, width=size, height=size))
+        return out
+
+    return Task("dishwashing", env, expert, proprio_fn, render, psize)
+
+
+def make_rollout(task: Task, steps: int):
+    """Jitted batched rollout of the expert, optionally perturbed (play data).
+
+    Returns ``rollout(keys [N], noise [N], random_frac [N], params) -> (states [T+1, N], actions [T, N, A],
+    final metrics [N])``: each robot follows ``expert + noise·N(0, 1)`` and, with probability
+    ``random_frac`` per step, a uniform random action instead (so the IDM sees actions off the expert's
+    manifold).
+    """
+    if ("rollout", steps) in task._cache:  # compiled once per task and length (compiles are slow on CPU)
+        return task._cache[("rollout", steps)]
+    env = task.env
+
+    def one(key, noise, random_frac, params):
+        k_reset, k_run = jax.random.split(key)
+        s0 = env.reset(k_reset, params)
+
+        def body(s, k):
+            k_e, k_n, k_r, k_u = jax.random.split(k, 4)
+            a = task.expert(s, k_e, params)
+            a = a + noise * jax.random.normal(k_n, a.shape)
+            rand = jax.random.uniform(k_u, a.shape, minval=-1.0, maxval=1.0)
+            a = jnp.clip(jnp.where(jax.random.uniform(k_r) < random_frac, rand, a), -1.0, 1.0)
+            s2 = env.step(s, a, params)
+            return s2, (s2, a)
+
+        last, (traj, acts) = jax.lax.scan(body, s0, jax.random.split(k_run, steps))
+        states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), s0, traj)
+        return states, acts, last.metrics
+
+    fn = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None), out_axes=(1, 1, 0)))
+    task._cache[("rollout", steps)] = fn
+    return fn
+
+
+def collect(task: Task, seeds, kind: str = "demo", size: int = 64, steps: int | None = None,
+            noise: float = 0.0, random_frac: float = 0.0, params=None, progress=None) -> list[R.Record]:
+    """Runs the (perturbed) expert for each seed and renders the episodes into records.
+
+    Args:
+      task: the adapter.
+      seeds: episode seeds (ints); each gives a different randomized scene.
+      kind: "demo" (expert video) or "play" (perturbed, labelled robot data).
+      size: frame width = height in pixels.
+      steps: actions per episode (default: the env's episode length).
+      noise, random_frac: perturbation of the expert (see :func:`make_rollout`); play data uses both.
+      params: EnvParams (default: the env's).
+      progress: optional callable(i) after each rendered episode.
+
+    Returns:
+      list of :class:`records.Record`.
+    """
+    env = task.env
+    steps = int(steps or env.episode_length)
+    params = env.default_params if params is None else params
+    seeds = [int(s) for s in seeds]
+    n = len(seeds)
+    rollout = make_rollout(task, steps)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    noise_v = jnp.full((n,), noise, jnp.float32)
+    if kind == "play":  # vary the perturbation across play episodes for coverage
+        noise_v = noise_v * jnp.linspace(0.5, 1.5, n)
+    states, acts, final = rollout(keys, noise_v, jnp.full((n,), random_frac, jnp.float32), params)
+    proprio = jax.vmap(jax.vmap(task.proprio))(states)
+    obs, acts, proprio = np.asarray(states.obs), np.asarray(acts), np.asarray(proprio)
+    final = jax.tree.map(np.asarray, final)
+    out = []
+    for i, seed in enumerate(seeds):
+        s_i = jax.tree.map(lambda x: x[:, i], states)
+        frames = task.render(s_i, size)
+        summary = {k: float(final[k][i]) for k in ("units", "errors", "attempts", "mp", "error_rate",
+                                                    "implied_wage", "productivity_parity", "wage_parity")}
+        out.append(R.Record(frames=frames, timestamps=np.arange(steps + 1, dtype=np.float32) * env.dt,
+                            proprio=proprio[:, i], actions=acts[:, i], states=obs[:, i], task=task.name, seed=seed,
+                            kind=kind, summary=summary))
+        if progress is not None:
+            progress(i)
+    return out
