@@ -1,0 +1,333 @@
+"""Novelty scores as (init, update, score) pure functions over a state pytree (optax style).
+
+* :func:`embedding_novelty`: the mean Euclidean distance from a datapoint's embedding to its k
+  nearest stored embeddings, exact. The store is a fixed-capacity buffer with a count, so shapes
+  are static and one compiled function serves a growing store. Scoring scans the store in chunks
+  with a running top-k merge, and processes queries in blocks, so working memory is
+  O(query_block × chunk_size) whatever the store size (1M stored embeddings included). Datapoints
+  are embedded by an ensemble of encoders (random projections by default; any flax module can be
+  plugged in) and the novelty is averaged over members, with their spread (std) reported.
+* :func:`coverage_novelty`: 1/(count+1) of the datapoint's state–action bin; bins are a dense grid
+  when it fits the table and hashed into a fixed table otherwise, all jitted.
+
+The shape-setting settings (k, capacity, chunk sizes, bins) are fixed when the transform is built,
+as in optax; everything that changes per call lives in the state.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Array = jax.Array
+EncoderApply = Callable[[Any, Array], Array]  # (params, x [B, d_in]) -> [B, d_emb]
+
+
+class NoveltyTransform(NamedTuple):
+    """init(...) -> state; update(state, x) -> state; score(state, x) -> scores."""
+
+    init: Callable[..., Any]
+    update: Callable[..., Any]
+    score: Callable[..., Any]
+
+
+# ----------------------------------------------------------------------------- exact k-NN, chunked
+
+
+def _sq_dists(q: Array, qn: Array, r: Array, rn: Array) -> Array:
+    # ‖q−r‖² = ‖q‖² − 2q·r + ‖r‖², one matmul per block (the expansion sklearn's brute search uses)
+    return jnp.maximum(qn[:, None] - 2.0 * (q @ r.T) + rn[None, :], 0.0)
+
+
+def knn_sq_dists(queries: Array, refs: Array, count: Array, k: int, chunk_size: int = 4096, query_block: int = 1024) -> Array:
+    """Exact k smallest squared distances from each query to the first ``count`` rows of ``refs``.
+
+    Args:
+      queries: [Q, d].
+      refs: [C, d] fixed-capacity store; rows ≥ count are ignored.
+      count: [] number of valid rows.
+      k: neighbours (static).
+      chunk_size: reference rows per scan step (static; bounds memory with query_block).
+      query_block: queries per block (static).
+
+    Returns:
+      [Q, k] ascending squared distances; +inf where fewer than k rows are stored.
+    """
+    cap, d = refs.shape
+    chunk = min(chunk_size, cap)
+    n_chunks = -(-cap // chunk)
+    pad = n_chunks * chunk - cap
+    refs_p = jnp.pad(refs, ((0, pad), (0, 0)))
+    chunks = refs_p.reshape(n_chunks, chunk, d)
+    norms = jnp.sum(chunks * chunks, axis=-1)
+    starts = jnp.arange(n_chunks) * chunk
+
+    def block(q):
+        qn = jnp.sum(q * q, axis=-1)
+        init = jnp.full((q.shape[0], k), jnp.inf, q.dtype)
+
+        def step(best, xs):
+            r, rn, start = xs
+            dist = _sq_dists(q, qn, r, rn)
+            valid = (start + jnp.arange(chunk)) < count
+            dist = jnp.where(valid[None, :], dist, jnp.inf)
+            # running merge: keep the k smallest of (current best ∪ this chunk)
+            kk = min(k, chunk)
+            cand = -jax.lax.top_k(-dist, kk)[0]
+            merged = jnp.concatenate([best, cand], axis=1)
+            return -jax.lax.top_k(-merged, k)[0], None
+
+        # skip chunks past the count (static shapes, dynamic work via cond)
+        def guarded(best, xs):
+            return jax.lax.cond(xs[2] < count, step, lambda b, _: (b, None), best, xs)
+
+        best, _ = jax.lax.scan(guarded, init, (chunks, norms, starts))
+        return best
+
+    qb = max(1, min(query_block, queries.shape[0]))
+    return _map_blocks(block, queries, qb)
+
+
+def _map_blocks(fn: Callable[[Array], Array], x: Array, block: int) -> Array:
+    """Applies ``fn`` to row blocks of ``x`` sequentially (lax.map), padding the last block."""
+    n = x.shape[0]
+    nb = -(-n // block)
+    xp = jnp.pad(x, ((0, nb * block - n),) + ((0, 0),) * (x.ndim - 1))
+    out = jax.lax.map(fn, xp.reshape((nb, block) + x.shape[1:]))
+    return out.reshape((nb * block,) + out.shape[2:])[:n]
+
+
+# ----------------------------------------------------------------------------- encoders
+
+
+def random_projection_params(key: Array, members: int, in_dim: int, out_dim: int, dtype=jnp.float32) -> Array:
+    """[M, in_dim, out_dim] Gaussian projections scaled by 1/sqrt(out_dim) (Johnson–Lindenstrauss)."""
+    return jax.random.normal(key, (members, in_dim, out_dim), dtype) / math.sqrt(out_dim)
+
+
+def random_projection_apply(params: Array, x: Array) -> Array:
+    """One member's projection: x [B, in_dim] @ params [in_dim, out_dim]."""
+    return x @ params
+
+
+def identity_params(key: Array, members: int, in_dim: int, out_dim: int, dtype=jnp.float32) -> Array:
+    """For already-embedded datapoints: one member, no parameters used."""
+    del key, out_dim
+    return jnp.zeros((members, 0), dtype)
+
+
+def identity_apply(params: Array, x: Array) -> Array:
+    del params
+    return x
+
+
+def flax_encoder(module, example_input: Array) -> tuple[Callable, EncoderApply]:
+    """Wraps a flax linen module as (init_params(key, members, in_dim, out_dim), apply).
+
+    Each ensemble member gets its own initialization (vmapped ``module.init`` over split keys);
+    ``out_dim`` must equal the module's output width.
+    """
+
+    def init_params(key, members, in_dim, out_dim, dtype=jnp.float32):
+        del in_dim, out_dim, dtype
+        keys = jax.random.split(key, members)
+        return jax.vmap(lambda k: module.init(k, example_input))(keys)
+
+    return init_params, module.apply
+
+
+# ----------------------------------------------------------------------------- embedding novelty
+
+
+@struct.dataclass
+class EmbeddingNoveltyState:
+    """Attributes:
+    embeddings: [M, C, D] stored embeddings per ensemble member (ring buffer of capacity C).
+    count: [] embeddings stored (≤ C once full: the oldest are overwritten).
+    total: [] embeddings ever added.
+    encoder_params: per-member encoder parameters (leading axis M).
+    """
+
+    embeddings: Array
+    count: Array
+    total: Array
+    encoder_params: Any
+
+
+class NoveltyScore(NamedTuple):
+    """novelty [Q] (ensemble mean), spread [Q] (std across members), per_member [M, Q]."""
+
+    novelty: Array
+    spread: Array
+    per_member: Array
+
+
+def embedding_novelty(
+    input_dim: int,
+    *,
+    k: int = 5,
+    capacity: int = 100_000,
+    members: int = 4,
+    embed_dim: int = 32,
+    chunk_size: int = 4096,
+    query_block: int = 1024,
+    encoder: tuple[Callable, EncoderApply] | str = "random_projection",
+    dtype=jnp.float32,
+) -> "EmbeddingNoveltyTransform":
+    """Builds the embedding-novelty transform.
+
+    Args:
+      input_dim: datapoint feature width.
+      k: neighbours averaged (the seed's ``min(distances)`` is k = 1).
+      capacity: stored embeddings (fixed buffer).
+      members: ensemble size M.
+      embed_dim: D per member.
+      chunk_size, query_block: memory bounds of the exact search (working set
+        query_block × chunk_size distances per member).
+      encoder: "random_projection", "identity" (inputs are embeddings already; M must be 1), or
+        (init_params, apply) e.g. from :func:`flax_encoder`.
+
+    Returns:
+      NoveltyTransform with
+        init(key) -> EmbeddingNoveltyState;
+        update(state, x [B, input_dim]) -> state;
+        score(state, x [Q, input_dim]) -> NoveltyScore (+inf novelty when the store is empty).
+    """
+    if k < 1 or capacity < 1 or members < 1:
+        raise ValueError(f"k, capacity, members: must be >= 1, got {k}, {capacity}, {members}")
+    if encoder == "random_projection":
+        init_p, apply = random_projection_params, random_projection_apply
+    elif encoder == "identity":
+        if members != 1:
+            raise ValueError(f"members: the identity encoder has one member, got {members}")
+        init_p, apply, embed_dim = identity_params, identity_apply, input_dim
+    elif isinstance(encoder, tuple) and len(encoder) == 2:
+        init_p, apply = encoder
+    else:
+        raise ValueError(f"encoder: use 'random_projection', 'identity' or (init_params, apply), got {encoder!r}")
+
+    def encode(params, x):
+        return jax.vmap(lambda p: apply(p, x).astype(dtype))(params)  # [M, B, D]
+
+    def init(key: Array) -> EmbeddingNoveltyState:
+        params = init_p(key, members, input_dim, embed_dim, dtype)
+        return EmbeddingNoveltyState(
+            embeddings=jnp.zeros((members, capacity, embed_dim), dtype),
+            count=jnp.asarray(0, jnp.int32),
+            total=jnp.asarray(0, jnp.int32),
+            encoder_params=params,
+        )
+
+    def update(state: EmbeddingNoveltyState, x: Array) -> EmbeddingNoveltyState:
+        emb = encode(state.encoder_params, jnp.asarray(x, dtype))
+        b = emb.shape[1]
+        idx = (state.total + jnp.arange(b)) % capacity
+        embeddings = state.embeddings.at[:, idx].set(emb)
+        return state.replace(
+            embeddings=embeddings,
+            count=jnp.minimum(state.count + b, capacity),
+            total=state.total + b,
+        )
+
+    def knn(state: EmbeddingNoveltyState, x: Array) -> Array:
+        """[M, Q, k] exact distances to the k nearest stored embeddings, per member."""
+        emb = encode(state.encoder_params, jnp.asarray(x, dtype))
+        sq = jax.vmap(lambda q, r: knn_sq_dists(q, r, state.count, k, chunk_size, query_block))(emb, state.embeddings)
+        return jnp.sqrt(sq)
+
+    def score(state: EmbeddingNoveltyState, x: Array) -> NoveltyScore:
+        d = knn(state, x)
+        finite = jnp.isfinite(d)
+        n = jnp.sum(finite, axis=-1)
+        per = jnp.where(n > 0, jnp.sum(jnp.where(finite, d, 0.0), -1) / jnp.maximum(n, 1), jnp.inf)
+        mean = jnp.mean(per, axis=0)
+        spread = jnp.where(jnp.isfinite(mean), jnp.std(jnp.where(jnp.isfinite(per), per, 0.0), axis=0), 0.0)
+        return NoveltyScore(novelty=mean, spread=spread, per_member=per)
+
+    return EmbeddingNoveltyTransform(init=init, update=update, score=score, knn=knn)
+
+
+class EmbeddingNoveltyTransform(NamedTuple):
+    """init, update, score as in NoveltyTransform, plus knn(state, x) -> [M, Q, k] distances."""
+
+    init: Callable
+    update: Callable
+    score: Callable
+    knn: Callable
+
+
+# ----------------------------------------------------------------------------- coverage novelty
+
+
+@struct.dataclass
+class CoverageState:
+    """Attributes: counts [table_size] int32 visits per bin; low, high [d] bin ranges."""
+
+    counts: Array
+    low: Array
+    high: Array
+
+
+_PRIMES = (73856093, 19349663, 83492791, 2654435761, 40503, 1000003, 998244353, 2147483647)
+
+
+def coverage_novelty(dim: int, *, bins: int = 10, table_size: int = 1 << 16) -> NoveltyTransform:
+    """Builds the state–action coverage transform: novelty = 1/(count+1) of the datapoint's bin.
+
+    Each of the ``dim`` features (state and action concatenated) is cut into ``bins`` equal bins
+    over [low, high] (values outside go to the edge bins). With bins**dim ≤ table_size the bin index
+    is exact (a dense grid); otherwise bins are hashed into the table (collisions merge bins, which
+    can only lower novelty).
+
+    Returns:
+      NoveltyTransform with
+        init(low [d], high [d]) -> CoverageState;
+        update(state, x [B, d]) -> state (counts each row);
+        score(state, x [Q, d]) -> [Q] novelty in (0, 1].
+    """
+    dense = bins**dim <= table_size
+    size = bins**dim if dense else table_size
+
+    def bin_index(state: CoverageState, x: Array) -> Array:
+        x = jnp.asarray(x, jnp.float32)
+        width = jnp.maximum(state.high - state.low, 1e-12) / bins
+        cell = jnp.clip(jnp.floor((x - state.low) / width), 0, bins - 1).astype(jnp.uint32)
+        if dense:
+            mult = jnp.asarray([bins**i for i in range(dim)], jnp.uint32)
+            return jnp.sum(cell * mult, axis=-1).astype(jnp.int32)
+        primes = jnp.asarray([_PRIMES[i % len(_PRIMES)] for i in range(dim)], jnp.uint32)
+        h = jax.lax.reduce(cell * primes, jnp.uint32(0), jnp.bitwise_xor, (cell.ndim - 1,))
+        return (h % jnp.uint32(size)).astype(jnp.int32)
+
+    def init(low: Array, high: Array) -> CoverageState:
+        low = jnp.broadcast_to(jnp.asarray(low, jnp.float32), (dim,))
+        high = jnp.broadcast_to(jnp.asarray(high, jnp.float32), (dim,))
+        return CoverageState(counts=jnp.zeros((size,), jnp.int32), low=low, high=high)
+
+    def update(state: CoverageState, x: Array) -> CoverageState:
+        return state.replace(counts=state.counts.at[bin_index(state, x)].add(1))
+
+    def score(state: CoverageState, x: Array) -> Array:
+        return 1.0 / (state.counts[bin_index(state, x)].astype(jnp.float32) + 1.0)
+
+    return NoveltyTransform(init=init, update=update, score=score)
+
+
+__all__ = [
+    "NoveltyTransform",
+    "EmbeddingNoveltyTransform",
+    "NoveltyScore",
+    "EmbeddingNoveltyState",
+    "CoverageState",
+    "knn_sq_dists",
+    "embedding_novelty",
+    "coverage_novelty",
+    "random_projection_params",
+    "random_projection_apply",
+    "flax_encoder",
+]
