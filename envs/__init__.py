@@ -1,1 +1,85 @@
-"""vpjax: envs package."""
+"""vpjax MJX task environments and their registry.
+
+    import envs
+    env = envs.make("dishwashing", washing_time=10.0, action_mode="ee_delta")
+    state = env.reset(key); state = env.step(state, action)
+
+``make`` splits keyword overrides into constructor arguments (structural: action_mode, arms,
+episode_length, episode_seconds, n_substeps, reward_fn, economic_reward, ...) and EnvParams fields
+(numeric: washing_time, econ, dr, shaping_scales, ...); an unknown key raises ValueError naming it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from envs.base import DomainRandomization, EnvParams, MjxTaskEnv, State, override_params
+
+_REGISTRY: dict[str, Callable[..., MjxTaskEnv]] = {}
+
+
+def register(name: str, factory: Callable[..., MjxTaskEnv]) -> None:
+    """Registers ``factory`` (an env class or a function returning an env) under ``name``."""
+    if name in _REGISTRY and _REGISTRY[name] is not factory:
+        raise ValueError(f"env {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def registered() -> tuple[str, ...]:
+    """Names accepted by :func:`make`, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def _constructor_args(factory) -> set[str]:
+    names = set()
+    for cls in getattr(factory, "__mro__", (factory,)):
+        init = cls.__init__ if isinstance(cls, type) else cls
+        if init is object.__init__:
+            continue
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+        names |= {p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return names - {"self", "params"}
+
+
+def make(name: str, **overrides: Any) -> MjxTaskEnv:
+    """Builds the registered env ``name``.
+
+    Args:
+      name: one of :func:`registered`.
+      **overrides: constructor arguments and/or EnvParams fields (the latter replace fields of the
+        env's default params; dicts update ``econ``/``dr``/``shaping_scales``).
+    Raises:
+      ValueError: unknown env name or unknown override key (named in the message).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown env {name!r}; registered: {list(registered())}")
+    factory = _REGISTRY[name]
+    ctor_names = _constructor_args(factory)
+    ctor = {k: v for k, v in overrides.items() if k in ctor_names}
+    param_over = {k: v for k, v in overrides.items() if k not in ctor_names}
+    env = factory(**ctor)
+    if param_over:
+        try:
+            env.default_params = override_params(env.default_params, param_over)
+        except ValueError as e:
+            raise ValueError(f"envs.make({name!r}): {e}; constructor args: {sorted(ctor_names)}") from None
+    return env
+
+
+# ---- registration point: every task registers here --------------------------------------------
+from envs.dishwashing import Dishwashing  # noqa: E402
+
+register("dishwashing", Dishwashing)
+
+try:  # bricklaying is written on top of envs.base by another engineer; register it when present
+    from envs.bricklaying import Bricklaying  # type: ignore  # noqa: E402
+except ImportError:  # pragma: no cover - until envs/bricklaying.py exists
+    Bricklaying = None
+else:
+    register("bricklaying", Bricklaying)
+
+__all__ = ["make", "register", "registered", "State", "EnvParams", "DomainRandomization", "MjxTaskEnv"]
