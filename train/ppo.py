@@ -320,28 +320,8 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         """
         progress = jnp.mean(state.env_state.info["episodes"].astype(jnp.float32))
         econ = E.with_schedule(state.env_params.econ, progress)
-        params_e = state.env_params.replace(econ=econ)
-        s = jax.vmap(eval_env.reset, in_axes=(0, None))(jax.random.split(key, cfg.num_eval_envs), params_e)
-
-        def body(carry, _):
-            s, alive, ret, final = carry
-            a = dist.mode(policy_logits(state.params, state.norm, s.obs))
-            s2 = jax.vmap(eval_env.step, in_axes=(0, 0, None))(s, a, params_e)
-            ret = ret + alive * s2.reward
-            final = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), s2.metrics, final)
-            alive_next = alive * (1.0 - s2.done)
-            keep = alive_next > 0
-            s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
-            return (s, alive_next, ret, final), None
-
-        ones = jnp.ones((cfg.num_eval_envs,), jnp.float32)
-        (s, _, ret, final), _ = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None, length=eval_env.episode_length)
-        ok = (final["productivity_parity"] >= econ.productivity_threshold) & (
-            jnp.abs(final["wage_parity"] - 1.0) <= econ.wage_tolerance)
-        out = {k: jnp.mean(final[k].astype(jnp.float32)) for k in EPISODE_METRICS}
-        out["episode_return"] = jnp.mean(ret)
-        out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
-        return out
+        act = lambda obs: dist.mode(policy_logits(state.params, state.norm, obs))  # noqa: E731
+        return evaluate_policy(eval_env, state.env_params.replace(econ=econ), act, key, cfg.num_eval_envs)
 
     def chunk(state: TrainState):
         """``cfg.eval_every`` training iterations, then one evaluation and a convergence update."""
@@ -380,6 +360,41 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
     train.cfg = cfg
     train.env = env
     return train
+
+
+def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False):
+    """Runs ``num_envs`` robots for one full episode with ``act(obs [N, obs]) -> actions``, no auto-reset.
+
+    Robots whose episode ends early (instability) are frozen at their last state.
+
+    Returns:
+      dict of scalars -- the economics of the episode (mean over robots), ``episode_return`` and
+      ``success_rate`` (fraction of robots meeting both parity conditions) -- plus, with
+      ``return_states``, the stacked per-step env states [T, N, ...] (for rendering).
+    """
+    econ = env_params.econ
+    s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+
+    def body(carry, _):
+        s, alive, ret, final = carry
+        s2 = jax.vmap(env.step, in_axes=(0, 0, None))(s, act(s.obs), env_params)
+        ret = ret + alive * s2.reward
+        final = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), s2.metrics, final)
+        alive_next = alive * (1.0 - s2.done)
+        keep = alive_next > 0
+        s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
+        return (s, alive_next, ret, final), (s2.pipeline_state if return_states else None)
+
+    ones = jnp.ones((num_envs,), jnp.float32)
+    (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None, length=env.episode_length)
+    ok = (final["productivity_parity"] >= econ.productivity_threshold) & (
+        jnp.abs(final["wage_parity"] - 1.0) <= econ.wage_tolerance)
+    out = {k: jnp.mean(final[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+    out["episode_return"] = jnp.mean(ret)
+    out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
+    if return_states:
+        return out, states
+    return out
 
 
 def policy_fn(cfg: PPOConfig, observation_size: int, action_size: int):

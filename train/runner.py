@@ -99,6 +99,24 @@ def build_members(env_params, seeds: Sequence[int], sweep: dict[str, list[float]
     return stacked, jnp.stack(keys), desc
 
 
+def econ_to_dict(econ) -> dict:
+    """EconParams -> {field: float} (JSON; rebuilt by :func:`econ_from_dict`)."""
+    return {k: float(np.asarray(getattr(econ, k))) for k in econ.__dataclass_fields__}
+
+
+def econ_from_dict(d: dict, like) -> Any:
+    """Inverse of :func:`econ_to_dict`, with the dtypes of ``like``."""
+    return like.replace(**{k: jnp.asarray(v, jnp.asarray(getattr(like, k)).dtype) for k, v in d.items()})
+
+
+def member_env_params(env_params, desc: dict):
+    """The env params of one member described by ``desc`` (its sweep values)."""
+    for k, v in desc.items():
+        if k != "seed":
+            env_params = _set_field(env_params, k, v)
+    return env_params
+
+
 # ----------------------------------------------------------------------------- sharding
 
 
@@ -196,6 +214,24 @@ def load_policy(path: Path, template) -> dict:
 # ----------------------------------------------------------------------------- main entry
 
 
+_COMPILED: dict = {}
+
+
+def compiled(cfg: PPOConfig, env, eval_env=None, env_params=None):
+    """(make_train result, jit(vmap(init)), jit(vmap(chunk))) for (cfg, env), memoized.
+
+    The jitted functions depend only on ``cfg`` and the env objects (env params are arguments), so
+    repeated runs in one process -- a resumed run, tests -- reuse one compilation.
+    """
+    key = (cfg, id(env), id(eval_env))
+    hit = _COMPILED.get(key)
+    if hit is None or hit[0] is not env or hit[1] is not eval_env:
+        tr = make_train(cfg, env, env_params, eval_env=eval_env)
+        hit = (env, eval_env, tr, jax.jit(jax.vmap(tr.init)), jax.jit(jax.vmap(tr.chunk), donate_argnums=0))
+        _COMPILED[key] = hit
+    return hit[2:]
+
+
 @dataclass
 class RunResult:
     state: Any
@@ -230,7 +266,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
     """
     t_start = time.time()
     env_params = env.default_params if env_params is None else env_params
-    tr = make_train(cfg, env, env_params, eval_env=eval_env)
+    tr, init_fn, chunk_fn = compiled(cfg, env, eval_env, env_params)
     members, keys, desc = build_members(env_params, seeds, sweep)
     mesh = make_mesh(num_devices)
     if cfg.num_envs % mesh.size:
@@ -240,12 +276,11 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
     if out:
         out.mkdir(parents=True, exist_ok=True)
         conf = dict(run_config or {})
-        conf.update({"ppo": cfg.to_dict(), "members": desc, "num_devices": mesh.size,
+        conf.update({"ppo": cfg.to_dict(), "members": desc, "econ": econ_to_dict(env_params.econ), "num_devices": mesh.size,
                      "num_iterations": tr.num_iterations, "jax_version": jax.__version__,
                      "backend": jax.default_backend()})
         (out / "config.json").write_text(json.dumps(conf, indent=2, default=str))
 
-    init_fn = jax.jit(jax.vmap(tr.init))
     state = init_fn(keys, members)
     start_iter, wall_before, resumed_from = 0, 0.0, None
     if resume and out:
@@ -259,7 +294,6 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
         else:
             log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
     state = shard_state(state, mesh)
-    chunk_fn = jax.jit(jax.vmap(tr.chunk), donate_argnums=0)
     if csv_path is not None:
         if resumed_from is not None:
             _truncate_csv(csv_path, start_iter)

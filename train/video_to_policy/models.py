@@ -48,12 +48,26 @@ def _stack_frames(frames: jax.Array) -> tuple[jax.Array, tuple[int, ...]]:
     return x, lead
 
 
+def spatial_softmax(x: jax.Array) -> jax.Array:
+    """Expected image coordinates of each channel's softmax: [N, h, w, C] -> [N, 2C] in [-1, 1].
+
+    Keypoint features (Levine et al. 2016; robomimic, Diffusion Policy) make positions of objects
+    linear in the features, which a flatten-and-dense head has to learn from many more samples.
+    """
+    n, h, w, c = x.shape
+    att = jax.nn.softmax(x.reshape(n, h * w, c), axis=1)
+    ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h), jnp.linspace(-1.0, 1.0, w), indexing="ij")
+    grid = jnp.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # [h*w, 2]
+    kp = jnp.einsum("npc,pd->ncd", att, grid)
+    return kp.reshape(n, 2 * c)
+
+
 class Encoder(nn.Module):
-    """Conv video encoder over a channel-stacked frame window.
+    """Conv video encoder over a channel-stacked frame window, with a spatial-softmax keypoint head.
 
     Attributes:
       features: output width F.
-      channels: conv widths; each conv has stride 2 (64x64 -> 4x4 with four layers).
+      channels: conv widths; the first conv has stride 2, the others stride 1 (64x64 -> 32x32 maps).
     """
 
     features: int = 64
@@ -63,10 +77,10 @@ class Encoder(nn.Module):
     def __call__(self, frames: jax.Array) -> jax.Array:
         """frames: uint8 [.., K, H, W, 3] -> features float32 [.., F]."""
         x, lead = _stack_frames(frames)
-        for c in self.channels:
-            x = nn.relu(nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME")(x))
-        x = x.reshape((x.shape[0], -1))
-        x = nn.LayerNorm()(nn.Dense(self.features)(x))
+        for i, c in enumerate(self.channels):
+            x = nn.Conv(c, (3, 3), strides=(2, 2) if i == 0 else (1, 1), padding="SAME")(x)
+            x = nn.relu(x) if i < len(self.channels) - 1 else x
+        x = nn.LayerNorm()(nn.Dense(self.features)(spatial_softmax(x)))
         return x.reshape(lead + (self.features,))
 
 

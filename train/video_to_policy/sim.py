@@ -60,29 +60,32 @@ def get_task(name: str, episode_length: int | None = None, **env_kwargs) -> Task
     raise ValueError(f"task {name!r}: unknown; known tasks: {TASKS}")
 
 
-def _dishwashing(episode_length: int | None, **env_kwargs) -> Task:
+def _dishwashing(episode_length: int | None, camera: str = "overview", **env_kwargs) -> Task:
     try:
-        import envs  # noqa: F401
+        import envs
         from envs import experts
     except ImportError as e:  # pragma: no cover - depends on the env engineer's package
         raise RuntimeError(f"task 'dishwashing' needs envs.make and envs.experts: {e}") from e
     kw = dict(env_kwargs)
     if episode_length is not None:
-        kw["episode_length"] = episode_length
+        kw["episode_length"] = int(episode_length)
     env = envs.make("dishwashing", **kw)
-    expert = experts.make_expert(env) if hasattr(experts, "make_expert") else experts.dishwashing_expert(env)
-    proprio_fn = getattr(env, "proprio", None) or (lambda s: s.obs[: getattr(env, "proprio_size", s.obs.shape[-1])])
-    psize = int(getattr(env, "proprio_size", env.observation_size))
+    policy = experts.make_expert(env)
+    qpos_idx = jnp.asarray(env.robot.robot_qpos)
+
+    def expert(state, key, params):
+        del key  # the scripted expert is deterministic; scenes differ by their reset seed
+        return policy(state, params)
+
+    def proprio(state):
+        """Robot joint angles (waist, arms, fingers): what a pose estimator would read off the video."""
+        return state.pipeline_state.qpos[qpos_idx].astype(jnp.float32)
 
     def render(states, size):
-        n = jax.tree.leaves(states)[0].shape[0]
-        out = np.empty((n, size, size, 3), np.uint8)
-        for i in range(n):
-            s = jax.tree.map(lambda x: x[i], states)
-            out[i] = np.asarray(env.render(s, camera=None, width=size, height=size))
-        return out
+        # env.render takes states with a leading time axis and renders each through MuJoCo (EGL)
+        return np.asarray(env.render(states, camera=camera, width=size, height=size))
 
-    return Task("dishwashing", env, expert, proprio_fn, render, psize)
+    return Task("dishwashing", env, expert, proprio, render, int(qpos_idx.shape[0]))
 
 
 def make_rollout(task: Task, steps: int):
