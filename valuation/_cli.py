@@ -10,7 +10,7 @@ from rich.console import Console
 
 from valuation.ledger import LedgerError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # no hard wraps in logs
 
 
 def run(main: Callable[[argparse.Namespace, argparse.ArgumentParser], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
