@@ -1,0 +1,177 @@
+"""Scripted experts: jittable policies ``(state, params) -> action`` that prove a task is doable.
+
+``make_expert(env)`` returns the expert of ``env.name`` for the env's action mode. Experts are
+stateless: the phase of the work is read from the state (dish poses, which dish a hand holds, wash
+timers), so they vmap and scan like any policy and can be restarted from any state.
+
+Register a new task's expert in :data:`EXPERTS` (name -> factory ``env -> policy``); the
+bricklaying expert goes there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from envs.base import FINGER_OPEN, dls_ik
+
+Policy = Callable[[Any, Any], jax.Array]
+
+# Motion parameters of the dishwashing expert: careful human-like speeds.
+SPEED = 0.30  # m/s of the commanded grasp point in free motion
+SLOW = 0.10  # m/s when descending onto a dish or into a rack slot
+HOVER_Z = 1.00  # m, carry height of the grasp point (dish bottom ~10 cm above the counter)
+
+
+def _step_toward(cur: jax.Array, goal: jax.Array, max_step: jax.Array) -> jax.Array:
+    d = goal - cur
+    n = jnp.linalg.norm(d)
+    return cur + d * jnp.minimum(1.0, max_step / jnp.maximum(n, 1e-9))
+
+
+def dishwashing_expert(env) -> Policy:
+    """Phase machine for the right arm of :class:`envs.dishwashing.Dishwashing`.
+
+    Pick the first dirty dish (a washed loose dish first), lift it, hold it in the wash zone until
+    washed, carry it to a free rack slot, lower it gently and let go, rise, repeat. Works in the
+    ``ee_delta`` mode (any ``arms`` that include the right arm) and the ``joint`` mode (the expert
+    runs the same IK the env uses and outputs joint targets).
+    """
+    if 0 not in env.active_arms:
+        raise ValueError(f"dishwashing expert drives the right arm; env has arms={env.arms!r}")
+    r = env.robot
+    sink = jnp.asarray(env.sink_center)
+    slots = jnp.asarray(env.slots)
+    rest_z = jnp.asarray(env.dish_rest_z)
+    n_slots = slots.shape[0]
+
+    def goal_and_grip(state, params):
+        data = state.pipeline_state
+        info = state.info
+        ee = data.site_xpos[r.grasp_site[0]]
+        pos, _ = env._dish_state(data)  # [N, 3]
+        # "in hand" from geometry, not from contacts: a dish near the grasp point while the
+        # fingers are closed on it. A momentary loss of one finger contact then never opens the hand.
+        fingers = data.qpos[r.finger_qpos[0]]
+        closed = jnp.all(fingers < 0.042)
+        near = jnp.linalg.norm(pos - ee[None, :], axis=-1) < 0.025
+        held = ((info["held"] > 0) | (near & closed)) & near
+        washed = info["washed"] > 0
+        height = pos[:, 2] - rest_z
+        slot_d = jnp.linalg.norm(pos[:, None, :2] - slots[None, :, :2], axis=-1)
+        in_slot = jnp.min(slot_d, axis=-1) < params.slot_tolerance
+        any_held = jnp.any(held)
+
+        # --- carrying dish i. Soft contacts let a pinched dish creep down slowly, so the expert
+        # carries it low (5 cm) and fast, and washes it resting on the sink floor while holding it.
+        i = jnp.argmax(held)
+        p_i = pos[i]
+        off = ee - p_i  # where the dish sits in the hand
+        carry_z = rest_z[i] + 0.05 + off[2]
+        down_z = rest_z[i] + 0.003 + off[2]
+        # the slot: the first slot no other dish occupies
+        occupied = jnp.any((slot_d < 0.06) & ~held[:, None], axis=0)  # [S]
+        s = jnp.argmin(jnp.where(occupied, 1e3, jnp.arange(n_slots)))
+        dest_xy = jnp.where(washed[i], slots[s, :2], sink[:2])
+        dest_err = jnp.linalg.norm(p_i[:2] - dest_xy)
+        at_dest = dest_err <= 0.012
+        low = height[i] < 0.035
+        carry_goal = jnp.where(
+            at_dest,
+            jnp.concatenate([dest_xy + off[:2], down_z[None]]),
+            jnp.where(
+                low & (dest_err > 0.03),
+                jnp.concatenate([ee[:2], carry_z[None]]),
+                jnp.concatenate([dest_xy + off[:2], carry_z[None]]),
+            ),
+        )
+        carry_speed = jnp.where(at_dest | (low & (dest_err > 0.03)), SLOW, SPEED)
+        release = washed[i] & at_dest & (height[i] < 0.006)
+        carry_grip = jnp.where(release, 1.0, -1.0)
+
+        # --- fetching: washed loose dishes first, then the first dirty dish not in a slot
+        loose = ~held & ~in_slot & (height < 0.05)
+        prio = jnp.where(loose & washed, 0, jnp.where(loose, 1, 2)) * 10 + jnp.arange(pos.shape[0])
+        j = jnp.argmin(prio)
+        p_j = pos[j]
+        xy_err = jnp.linalg.norm(ee[:2] - p_j[:2])
+        hover = jnp.array([p_j[0], p_j[1], HOVER_Z])
+        grasp_pt = jnp.array([p_j[0], p_j[1], p_j[2] - 0.004])  # just below the equator
+        rise = jnp.array([ee[0], ee[1], HOVER_Z])
+        too_low = (ee[2] < HOVER_Z - 0.03) & (xy_err > 0.03)
+        fetch_goal = jnp.where(too_low, rise, jnp.where(xy_err > 0.008, hover, grasp_pt))
+        fetch_speed = jnp.where(too_low | (xy_err > 0.008), SPEED, SLOW)
+        at_grasp = (xy_err <= 0.012) & (jnp.abs(ee[2] - grasp_pt[2]) < 0.008)
+        fetch_grip = jnp.where(at_grasp, -1.0, 1.0)
+        nothing = jnp.min(prio) >= 20  # no dish to fetch: wait at the hover pose
+        fetch_goal = jnp.where(nothing, jnp.asarray(env.home_ee[0]), fetch_goal)
+
+        goal = jnp.where(any_held, carry_goal, fetch_goal)
+        speed = jnp.where(any_held, carry_speed, fetch_speed)
+        grip = jnp.where(any_held, carry_grip, fetch_grip)
+        return goal, speed, grip
+
+    if env.action_mode == "ee_delta":
+
+        def policy(state, params):
+            goal, speed, grip = goal_and_grip(state, params)
+            target = state.info["ee_target"][0]
+            new = _step_toward(target, goal, speed * env.dt)
+            delta = jnp.clip((new - target) / params.ee_step, -1.0, 1.0)
+            right = jnp.concatenate([delta, grip[None]])
+            if env.arms == "both":
+                return jnp.concatenate([right, jnp.array([0.0, 0.0, 0.0, 1.0])])
+            return right
+
+        return policy
+
+    lo, hi = jnp.asarray(r.ctrl_low), jnp.asarray(r.ctrl_high)
+    q_home = jnp.asarray(env.home_qpos)
+
+    def joint_policy(state, params):
+        goal, speed, grip = goal_and_grip(state, params)
+        data = state.pipeline_state
+        ee = data.site_xpos[r.grasp_site[0]]
+        new = _step_toward(ee, goal, speed * env.dt)
+        q = dls_ik(data, r, 0, new, q_home[r.arm_qpos[0]])
+        ids = r.arm_act[0]
+        a_arm = 2.0 * (q - lo[ids]) / (hi[ids] - lo[ids]) - 1.0
+        right = jnp.concatenate([jnp.clip(a_arm, -1.0, 1.0), grip[None]])
+        if env.arms == "both":
+            w = r.waist_act
+            a_waist = 2.0 * (q_home[r.waist_qpos] - lo[w]) / (hi[w] - lo[w]) - 1.0
+            left_q = q_home[r.arm_qpos[1]]
+            ids_l = r.arm_act[1]
+            a_left = 2.0 * (left_q - lo[ids_l]) / (hi[ids_l] - lo[ids_l]) - 1.0
+            return jnp.concatenate([a_waist[None], right, a_left, jnp.ones(1)])
+        return right
+
+    del FINGER_OPEN
+    return joint_policy
+
+
+EXPERTS: dict[str, Callable[[Any], Policy]] = {
+    "dishwashing": dishwashing_expert,
+    # "bricklaying": bricklaying_expert,  # added by the bricklaying engineer
+}
+
+
+def make_expert(env) -> Policy:
+    """The scripted expert of ``env`` (by ``env.name``) as a jittable ``(state, params) -> action``."""
+    name = getattr(env, "name", None)
+    if name not in EXPERTS:
+        raise ValueError(f"no scripted expert for env {name!r}; experts exist for {sorted(EXPERTS)}")
+    return EXPERTS[name](getattr(env, "unwrapped", env))
+
+
+def rollout(env, policy: Policy, state, n_steps: int, params=None):
+    """Scans ``n_steps`` of ``policy`` on ``env`` (no auto-reset); returns (final state, metrics [T])."""
+    params = env.default_params if params is None else params
+
+    def body(s, _):
+        s = env.step(s, policy(s, params), params)
+        return s, s.metrics
+
+    return jax.lax.scan(body, state, None, length=n_steps)
