@@ -46,7 +46,7 @@ DEFAULTS = {"point": {"size": 32, "steps": 40}, "dishwashing": {"size": 64, "ste
 def _console():
     from rich.console import Console
 
-    return Console()
+    return Console(width=max(160, Console().width))
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -1,0 +1,183 @@
+"""Training throughput: vpjax PPO vs brax PPO, and vpjax with vs without the economic reward terms.
+
+All peers train the same env with the same PPO sizes (robots, unroll, minibatches, epochs, networks,
+observation normalization) in one process. Throughput is training env steps per second after
+compilation: brax's ``training/sps`` of its last training epoch (brax.training.agents.ppo.train, run
+with the one-line ``jax.device_put_replicated`` shim from DESIGN.md); for vpjax the wall time of a
+jitted scan of ``training_step`` (rollout + GAE + SGD epochs, the same work as one brax training
+epoch), timed after a warm-up call.
+
+Usage::
+
+    python benchmarks/train_throughput.py --env dishwashing --num-envs 2048 --iterations 20 --out benchmarks/results/train_throughput_gpu.md
+    python benchmarks/train_throughput.py --env tests/train/point_env.py:PointDeliver --num-envs 256 --out benchmarks/results/train_throughput_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def make_env(spec: str, economic_reward: bool, episode_length: int | None):
+    from train.cli import make_env as _make
+
+    kw = {"economic_reward": economic_reward}
+    if episode_length:
+        kw["episode_length"] = episode_length
+    return _make(spec, **kw)
+
+
+def vpjax_sps(env, cfg, iterations: int, repeats: int) -> tuple[float, float]:
+    """(env steps/s of training after compile, compile+first call seconds)."""
+    from train.ppo import make_train
+
+    tr = make_train(cfg, env)
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def epoch(s):
+        return jax.lax.scan(tr.training_step, s, None, length=iterations)
+
+    t0 = time.perf_counter()
+    state, m = epoch(state)
+    jax.block_until_ready(state)
+    first = time.perf_counter() - t0
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, m = epoch(state)
+        jax.block_until_ready(state)
+        best = max(best, iterations * cfg.batch_size / (time.perf_counter() - t0))
+    return best, first
+
+
+def brax_sps(env, cfg, iterations: int, repeats: int) -> tuple[float, float]:
+    """brax PPO on the same env and sizes: last training epoch's training/sps, and total wall time."""
+    if not hasattr(jax, "device_put_replicated"):  # DESIGN.md shim: removed in jax >= 0.10
+        jax.device_put_replicated = lambda x, devs: jax.tree.map(lambda a: jnp.stack([a] * len(devs)), x)
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.ppo import train as ppo
+
+    net = functools.partial(ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=cfg.policy_hidden,
+                            value_hidden_layer_sizes=cfg.value_hidden)
+    sps = []
+
+    def progress(step, metrics):
+        if "training/sps" in metrics:
+            sps.append(float(metrics["training/sps"]))
+
+    steps_per_epoch = iterations * cfg.batch_size
+    t0 = time.perf_counter()
+    ppo.train(environment=env, num_timesteps=steps_per_epoch * (repeats + 1), num_evals=repeats + 2,
+              episode_length=env.episode_length, num_envs=cfg.num_envs, batch_size=cfg.num_envs // cfg.num_minibatches,
+              num_minibatches=cfg.num_minibatches, unroll_length=cfg.unroll_length,
+              num_updates_per_batch=cfg.update_epochs, learning_rate=cfg.learning_rate,
+              entropy_cost=cfg.entropy_cost, discounting=cfg.discount, gae_lambda=cfg.gae_lambda,
+              clipping_epsilon=cfg.clip_eps, reward_scaling=cfg.reward_scaling, normalize_observations=True,
+              max_grad_norm=cfg.max_grad_norm, network_factory=net, num_eval_envs=cfg.num_minibatches,
+              deterministic_eval=True, progress_fn=progress, seed=0)
+    total = time.perf_counter() - t0
+    # the first epoch's sps includes compilation; report the best later one
+    return (max(sps[1:]) if len(sps) > 1 else (sps[0] if sps else float("nan"))), total
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="dishwashing", help="task name or MODULE:FACTORY / file.py:FACTORY")
+    p.add_argument("--episode-length", type=int, default=None, help="override the env's episode length")
+    p.add_argument("--num-envs", type=int, default=None, help="robots (default 64 on CPU, 2048 on GPU)")
+    p.add_argument("--unroll-length", type=int, default=10)
+    p.add_argument("--num-minibatches", type=int, default=8)
+    p.add_argument("--update-epochs", type=int, default=4)
+    p.add_argument("--iterations", type=int, default=None, help="training iterations per timed epoch")
+    p.add_argument("--repeats", type=int, default=2, help="timed epochs (best is reported)")
+    p.add_argument("--hidden", default="64,64", help="policy and value hidden sizes")
+    p.add_argument("--peers", default="vpjax,vpjax_noecon,brax", help="comma list of peers to run")
+    p.add_argument("--out", default=None, help="write the markdown table here")
+    args = p.parse_args(argv)
+
+    from train.config import PPOConfig
+
+    gpu = jax.default_backend() != "cpu"
+    num_envs = args.num_envs or (2048 if gpu else 64)
+    iterations = args.iterations or (20 if gpu else 5)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    cfg = PPOConfig(num_envs=num_envs, unroll_length=args.unroll_length, num_minibatches=args.num_minibatches,
+                    update_epochs=args.update_epochs, policy_hidden=hidden, value_hidden=hidden,
+                    total_timesteps=num_envs * args.unroll_length * iterations)
+    peers = args.peers.split(",")
+    results = {}
+    for peer in peers:
+        env = make_env(args.env, economic_reward=(peer != "vpjax_noecon"), episode_length=args.episode_length)
+        fn = brax_sps if peer == "brax" else vpjax_sps
+        print(f"[{peer}] running ...", flush=True)
+        sps, first = fn(env, cfg, iterations, args.repeats)
+        results[peer] = (sps, first)
+        print(f"[{peer}] {sps:,.0f} env steps/s (first call incl. compile {first:.1f} s)", flush=True)
+
+    device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except Exception:  # pragma: no cover
+        commit = "?"
+    cmd = "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + (argv if argv is not None else sys.argv[1:]))
+    lines = [
+        f"# Training throughput: vpjax PPO vs brax PPO ({'GPU' if gpu else 'CPU'})",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"- machine: {device}; jax {jax.__version__}; backend {jax.default_backend()}; commit {commit}",
+        f"- command: `{cmd}`",
+        f"- env: `{args.env}` (episode length {env.episode_length}); robots {num_envs}, unroll {args.unroll_length}, "
+        f"minibatches {args.num_minibatches}, epochs {args.update_epochs}, networks {hidden}, "
+        f"{iterations} iterations per timed epoch, best of {args.repeats}",
+        "- measured: training env steps/s after compilation (rollout + GAE + SGD); brax: `training/sps` of its "
+        "later training epochs (brax.training.agents.ppo.train with the device_put_replicated shim)",
+        "",
+        "| peer | env steps/s | first call incl. compile (s) | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    ref = results.get("brax", (None,))[0]
+    for peer, (sps, first) in results.items():
+        if peer == "brax":
+            ratio = "1.00 (reference)"
+        elif peer == "vpjax_noecon":
+            ratio = (f"{sps / ref:.2f}x brax" if ref else "") + (
+                f"; economic-reward overhead {100 * (sps / results['vpjax'][0] - 1):+.1f}%" if "vpjax" in results else "")
+        else:
+            ratio = f"{sps / ref:.2f}x brax" if ref else ""
+        name = {"vpjax": "vpjax PPO (economic reward on)", "vpjax_noecon": "vpjax PPO (economic_reward=False)",
+                "brax": "brax PPO (brax wrappers)"}[peer]
+        lines.append(f"| {name} | {sps:,.0f} | {first:.1f} | {ratio} |")
+    if "vpjax" in results and "vpjax_noecon" in results:
+        on, off = results["vpjax"][0], results["vpjax_noecon"][0]
+        lines += ["", f"Economic-reward overhead: {100 * (off - on) / off:.1f}% of throughput "
+                      f"(on {on:,.0f} vs off {off:,.0f} steps/s)."]
+    lines += ["", "Notes: brax's AutoResetWrapper restores a cached first state instead of resetting, and it does not "
+                  "reset the env's per-episode economic counters (units, errors, work seconds), so under brax the "
+                  "economics are not per episode; vpjax uses `envs.wrappers.AutoReset`, which resets the robot and "
+                  "carries prev_mp/episodes."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

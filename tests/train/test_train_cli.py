@@ -1,0 +1,65 @@
+"""CLI plumbing: sizing, config resolution, and (slow) python -m train / evaluate / --resume end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train.cli import build_parser, resolve
+from train.sizing import size_for_hardware
+
+ROOT = Path(__file__).resolve().parents[2]
+POINT = "tests/train/point_env.py:PointDeliver"
+
+
+def test_sizing_cpu_and_gpu():
+    cpu = size_for_hardware("cpu", minutes=4.0, num_devices=1)
+    assert cpu.num_envs <= 64 and cpu.minutes == 4.0
+    assert cpu.total_timesteps % (cpu.num_envs * cpu.unroll_length * cpu.eval_every) == 0
+    gpu = size_for_hardware("gpu", minutes=10.0, num_devices=2)
+    assert gpu.num_envs == 8192 and gpu.total_timesteps > 100 * cpu.total_timesteps
+
+
+def test_resolve_cli_overrides(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = build_parser().parse_args(["--env", POINT, "--num-envs", "48", "--timesteps", "9600", "--alpha", "0.7",
+                                      "--gamma", "0.2", "--gamma-schedule", "cosine", "--alpha-anneal",
+                                      "--set", "ppo.unroll_length=10", "--env-arg", "episode_length=30"])
+    ppo, env, env_params, conf = resolve(args)
+    assert ppo.num_envs == 48 and ppo.total_timesteps == 9600 and ppo.unroll_length == 10
+    assert (48 * 10) % ppo.num_minibatches == 0
+    assert env.episode_length == 30
+    econ = env_params.econ
+    assert float(econ.alpha_initial) == pytest.approx(0.7) and float(econ.gamma_initial) == pytest.approx(0.2)
+    assert int(econ.gamma_schedule) == 2 and int(econ.alpha_schedule) == 1
+    assert conf["env_kwargs"] == {"episode_length": 30}
+
+
+def _run(args, env=None, timeout=900):
+    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_resume(tmp_path):
+    out = tmp_path / "run"
+    common = ["train", "--env", POINT, "--num-envs", "32", "--unroll-length", "10", "--eval-every", "2",
+              "--set", "ppo.policy_hidden=[16,16]", "--set", "ppo.value_hidden=[16,16]", "--set", "ppo.num_eval_envs=8",
+              "--set", "ppo.checkpoint_every=1", "--out", str(out), "--no-progress"]
+    p = _run(common + ["--timesteps", str(32 * 10 * 2 * 2)])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (out / "training_metrics.csv").is_file() and (out / "policy.msgpack").is_file()
+    # continue the run to twice the steps
+    p = _run(common + ["--timesteps", str(32 * 10 * 2 * 4), "--resume"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "resumed from" in p.stdout + p.stderr
+    rows = (out / "training_metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    p = _run(["evaluate", "--policy", str(out), "--robots", "8", "--json", str(tmp_path / "ev.json")])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "wage parity" in p.stdout and (out / "parity.png").stat().st_size > 1000
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert {"mp", "error_rate", "implied_wage", "productivity_parity", "wage_parity", "success_rate"} <= set(ev)
