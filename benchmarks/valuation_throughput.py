@@ -184,7 +184,9 @@ def memcheck(stored, dim, queries, chunk, block):
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert np.all(np.isfinite(np.asarray(sc.novelty)))
-    print(json.dumps(dict(base_kb=base, after_fill_kb=after_fill, peak_kb=peak, secs=secs)))
+    stats = jax.devices()[0].memory_stats() or {}  # accelerators report their own peak; CPU gives None
+    dev_peak = stats.get("peak_bytes_in_use", -1)
+    print(json.dumps(dict(base_kb=base, after_fill_kb=after_fill, peak_kb=peak, secs=secs, device_peak_bytes=dev_peak)))
 
 
 def bench_memory(args, rows):
@@ -194,6 +196,7 @@ def bench_memory(args, rows):
     store_mb = args.mem_stored * args.dim * 4 / 2**20
     work_mb = min(args.query_block, args.mem_queries) * args.chunk_size * 4 / 2**20
     extra = (m["peak_kb"] - m["after_fill_kb"]) / 1024
+    dev = f"; device peak {m['device_peak_bytes'] / 2**20:.0f} MiB" if m.get("device_peak_bytes", -1) > 0 else ""
     rows.append(
         dict(
             bench="novelty memory",
@@ -204,7 +207,7 @@ def bench_memory(args, rows):
             unit="queries/s (incl. compile)",
             ratio=float("nan"),
             check=f"peak RSS {m['peak_kb'] / 1024:.0f} MiB (store {store_mb:.0f} MiB; scoring added {extra:.0f} MiB; "
-            f"analytic working set {work_mb:.0f} MiB = block x chunk distances)",
+            f"analytic working set {work_mb:.0f} MiB = block x chunk distances{dev})",
         )
     )
 

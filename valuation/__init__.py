@@ -1,1 +1,18 @@
-"""vpjax: valuation package."""
+"""vpjax data economics: every datapoint valued, tiered, priced and trued up.
+
+Modules (import what you need; nothing heavy is imported here):
+
+* :mod:`valuation.novelty` — embedding novelty (exact chunked k-NN over an encoder ensemble) and
+  state–action coverage novelty, as (init, update, score) transforms.
+* :mod:`valuation.causal_gain` — vmapped Gaussian-MLP ensemble; information gain and TracIn
+  prediction-error reduction.
+* :mod:`valuation.bayes_linear` — sklearn-exact BayesianRidge in JAX, rolling window, lax.scan
+  streams, vectorized replay; E[ΔMPL], interval, κ.
+* :mod:`valuation.tiering` — tiers, tier statistics, threshold calibration.
+* :mod:`valuation.pricing`, :mod:`valuation.ledger` — quotes, true-ups, reports; SQLite ledger
+  and the seed's CSV files.
+* :mod:`valuation.simulator` — the sharing vs withholding pricing simulation.
+* CLIs: ``python -m valuation.quote | reconcile | simulate | report | compare_tiers``.
+
+``valuation`` works on arrays and never imports ``envs`` or ``train``.
+"""

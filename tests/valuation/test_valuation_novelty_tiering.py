@@ -154,3 +154,17 @@ def test_calibration_recovers_shrunk_thresholds():
     assert int(jnp.trace(cal.confusion)) == round(float(cal.accuracy) * 2000)
     cm = tiering.confusion_matrix(jnp.array([0, 1, 2, 2]), jnp.array([0, 2, 2, 1]))
     np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 0, 1], [0, 1, 1]])
+
+
+def test_grouped_smallest_k_exact_with_ties():
+    rng = np.random.default_rng(8)
+    f = jax.jit(nv._smallest_k, static_argnums=1)
+    for c in (64 * 7, 1024, 100):  # grouped paths, and a width that falls back to top_k
+        d = rng.integers(0, 50, size=(33, c)).astype(np.float32)  # many ties
+        d[3] = np.inf
+        d[4, :5] = -1.0  # the k smallest all in one group
+        np.testing.assert_array_equal(f(jnp.asarray(d), 5), np.sort(d, axis=1)[:, :5])
+    refs = rng.normal(size=(2048, 8)).astype(np.float32)
+    q = rng.normal(size=(40, 8)).astype(np.float32)
+    got = nv.knn_sq_dists(jnp.asarray(q), jnp.asarray(refs), jnp.asarray(2000), 5, 1024, 16)
+    np.testing.assert_allclose(np.sqrt(got), _brute_knn(q, refs[:2000], 5), rtol=1e-5, atol=1e-5)
