@@ -76,7 +76,7 @@ class NoiseSchedule:
 
 
 def make_schedule(steps: int, kind: str = "cosine") -> NoiseSchedule:
-    """Cosine (s = 0.008, β clipped at 0.999) or linear (1e-4 .. 0.02) schedule of ``steps`` steps."""
+    """Cosine (s = 0.008, β clipped at 0.999) or linear (DDPM 1e-4 .. 0.02 rescaled to ``steps``) schedule."""
     if kind == "cosine":
         s = 0.008
         x = np.linspace(0, steps, steps + 1, dtype=np.float64)
@@ -84,7 +84,8 @@ def make_schedule(steps: int, kind: str = "cosine") -> NoiseSchedule:
         ac = ac / ac[0]
         betas = np.clip(1 - ac[1:] / ac[:-1], 0.0, 0.999)
     elif kind == "linear":
-        betas = np.linspace(1e-4, 0.02, steps, dtype=np.float64)
+        scale = 1000.0 / steps  # DDPM's 1e-4..0.02 is for 1000 steps; rescale so that x_T is noise at any T
+        betas = np.linspace(1e-4 * scale, min(0.02 * scale, 0.999), steps, dtype=np.float64)
     else:
         raise ValueError(f"schedule kind {kind!r}: use one of {SCHEDULES}")
     return NoiseSchedule(betas=jnp.asarray(betas, jnp.float32),

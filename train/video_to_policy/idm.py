@@ -40,9 +40,25 @@ class IDMConfig:
                       channels=tuple(self.channels), use_proprio=self.use_proprio)
 
 
-def _device_batch(batch: dict, norm: Normalizer) -> dict:
-    return {"frames": jnp.asarray(batch["frames"]), "proprio": norm(jnp.asarray(batch["proprio"])),
+def _proprio_features(proprio, norm: Normalizer, dnorm: Normalizer):
+    """[B, 2, P] raw -> [B, 3, P]: both readings standardized, plus the standardized change between them.
+
+    The change (a joint velocity) is what inverse dynamics is about; giving it explicitly spares the
+    network from learning a small difference of two large, separately normalized numbers.
+    """
+    proprio = jnp.asarray(proprio)
+    delta = dnorm(proprio[:, 1] - proprio[:, 0])
+    return jnp.concatenate([norm(proprio), delta[:, None]], 1)
+
+
+def _device_batch(batch: dict, norm: Normalizer, dnorm: Normalizer) -> dict:
+    return {"frames": jnp.asarray(batch["frames"]), "proprio": _proprio_features(batch["proprio"], norm, dnorm),
             "actions": jnp.asarray(batch["actions"][:, 0]), "mask": jnp.asarray(batch["mask"][:, 0])}
+
+
+def _fit_delta_norm(loader: DemoLoader) -> Normalizer:
+    b = loader.gather(loader.windows)
+    return Normalizer.fit(b["proprio"][:, 1] - b["proprio"][:, 0])
 
 
 def make_loss(net: IDMNet):
@@ -65,20 +81,26 @@ def train(play: Sequence[Record], cfg: IDMConfig, key: jax.Array, quiet: bool = 
     """
     loader = DemoLoader(play, FRAME_OFFSETS, 1, cfg.batch_size, seed=int(jax.random.randint(key, (), 0, 2**30)))
     norm = Normalizer.fit(loader.proprio)
+    dnorm = _fit_delta_norm(loader)
     net = cfg.net(loader.action_size)
     k_init, k_fit = jax.random.split(key)
-    sample = _device_batch(loader.gather(loader.windows[:2]), norm)
+    sample = _device_batch(loader.gather(loader.windows[:2]), norm, dnorm)
     params = net.init(k_init, sample["frames"], sample["proprio"])["params"]
     with common.Progress("IDM", cfg.steps, quiet) as bar:
         params, losses = common.fit(params, make_loss(net), loader.stream(cfg.steps), cfg.steps, cfg.learning_rate,
-                                    k_fit, progress=bar.update, to_device=lambda b: _device_batch(b, norm))
+                                    k_fit, progress=bar.update, to_device=lambda b: _device_batch(b, norm, dnorm))
     mean_action = loader.actions.mean(0)
     return {"params": params, "norm": {"mean": norm.mean, "std": norm.std},
+            "dnorm": {"mean": dnorm.mean, "std": dnorm.std},
             "mean_action": jnp.asarray(mean_action)}, losses
 
 
 def _norm(variables) -> Normalizer:
     return Normalizer(mean=variables["norm"]["mean"], std=variables["norm"]["std"])
+
+
+def _dnorm(variables) -> Normalizer:
+    return Normalizer(mean=variables["dnorm"]["mean"], std=variables["dnorm"]["std"])
 
 
 def _apply_fn(net: IDMNet):
@@ -88,11 +110,12 @@ def _apply_fn(net: IDMNet):
 def predict(net: IDMNet, variables, records: Sequence[Record], batch_size: int = 256) -> dict[str, np.ndarray]:
     """Labels every record with IDM actions: {id: [T, A]}."""
     apply = _apply_fn(net)
-    norm = _norm(variables)
+    norm, dnorm = _norm(variables), _dnorm(variables)
     out = {}
     for r in records:
         loader = DemoLoader([r], FRAME_OFFSETS, 1, batch_size)
-        preds = [np.asarray(apply(variables["params"], jnp.asarray(b["frames"]), norm(jnp.asarray(b["proprio"]))))
+        preds = [np.asarray(apply(variables["params"], jnp.asarray(b["frames"]),
+                                  _proprio_features(b["proprio"], norm, dnorm)))
                  for b in loader.sequential(batch_size)]
         out[r.id] = np.concatenate(preds).astype(np.float32)
     return out

@@ -124,7 +124,8 @@ class IDMNet(nn.Module):
         self.head = _Head(tuple(self.hidden), self.action_size)
 
     def __call__(self, frames, proprio):
-        """frames uint8 [B, 2, H, W, 3]; proprio [B, 2, P] (normalized) -> action [B, A] in (-1, 1)."""
+        """frames uint8 [B, 2, H, W, 3]; proprio [B, 3, P] (readings t, t+1 and their change, standardized)
+        -> action [B, A] in (-1, 1)."""
         return jnp.tanh(self.head(_obs_features(self.encoder, frames, proprio, True, self.use_proprio)))
 
     def embed(self, frames):
