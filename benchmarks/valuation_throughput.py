@@ -232,8 +232,8 @@ def main(argv=None):
     p.add_argument("--stored", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--chunk-size", type=int, default=8192)
-    p.add_argument("--query-block", type=int, default=1024)
+    p.add_argument("--chunk-size", type=int, default=2048, help="reference rows per scan step (CPU: 2048; GPU: 16384)")
+    p.add_argument("--query-block", type=int, default=128, help="queries per block (CPU: 128; GPU: 10000)")
     p.add_argument("--mem-stored", type=int, default=1_000_000, help="store size of the memory check (0: skip)")
     p.add_argument("--mem-queries", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
@@ -251,6 +251,7 @@ def main(argv=None):
     parts = args.only or ["value", "novelty", "memory"]
     rows = []
     started = dt.datetime.now(dt.timezone.utc)
+    load0 = os.getloadavg()
     if "value" in parts:
         bench_value_model(args, rows)
     if "novelty" in parts:
@@ -265,11 +266,14 @@ def main(argv=None):
             "# valuation throughput",
             "",
             f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')} (`date`: {subprocess.run(['date'], capture_output=True, text=True).stdout.strip()})",
-            f"- machine: {_cpu_name()}, {os.cpu_count()} cores visible; JAX device: {dev.platform} ({dev.device_kind}); shared with other jobs",
+            f"- machine: {_cpu_name()}, {os.cpu_count()} cores visible; JAX device: {dev.platform} ({dev.device_kind}); "
+            f"load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f} (other jobs share the machine when above the core count)",
             f"- software: python {platform.python_version()}, jax {jax.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}",
             f"- command: `python benchmarks/valuation_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
             "- peers: the seed's loop refitting sklearn BayesianRidge per datapoint (lookback 100, 80% Normal interval); sklearn NearestNeighbors(algorithm='brute')",
             "- times: best of --repeats after one warm-up call (compile excluded; compile time shown where measured); the seed loop runs once; the k-NN peer and ours alternate",
+            "- the sklearn peers always run on the host CPU",
+            "",
             "",
         ]
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
