@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from train.video_to_policy import bc, diffusion as dif, idm
+from train.video_to_policy import diffusion as dif, idm
 
 
 def test_idm_learns_and_beats_mean_action_baseline(point_records):
@@ -29,18 +29,10 @@ def test_idm_from_frames_only_beats_baseline(point_records):
     assert acc["r2"] > 0.1, acc
 
 
-def test_bc_loss_decreases(point_records):
-    demos, _ = point_records
-    cfg = bc.BCConfig(steps=60, batch_size=32, channels=(8, 16), hidden=(64, 64))
-    variables, losses = bc.train(demos, cfg, jax.random.PRNGKey(1), quiet=True)
-    assert losses[-10:].mean() < 0.5 * losses[:10].mean()
-    assert bc.heldout_mse(cfg.net(2), variables, demos, cfg) < float(np.mean(np.concatenate([r.actions for r in demos]) ** 2))
-
-
 def test_diffusion_loss_decreases(point_records):
     demos, _ = point_records
-    cfg = dif.DiffusionConfig(steps=60, batch_size=32, enc_channels=(8, 16), channels=32, blocks=2, cond_dim=64,
-                              diffusion_steps=50, ddim_steps=5)
+    cfg = dif.DiffusionConfig(steps=40, batch_size=16, enc_channels=(8, 8), channels=16, blocks=1, cond_dim=32,
+                              features=32, diffusion_steps=50, ddim_steps=5)
     variables, losses = dif.train(demos, cfg, jax.random.PRNGKey(2), quiet=True)
     assert np.all(np.isfinite(losses)) and losses[-10:].mean() < 0.8 * losses[:10].mean()
     act = dif.make_act(cfg.net(2), variables, cfg, 2)
