@@ -145,11 +145,11 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     changes: dict[str, Any] = {}
     size_note = None
     if args.size == "auto":
-        size = size_for_hardware(minutes=args.minutes, num_devices=args.devices)
+        size = size_for_hardware(minutes=args.minutes, num_devices=args.devices, env=args.env)
         changes.update(num_envs=size.num_envs, unroll_length=size.unroll_length, num_minibatches=size.num_minibatches,
                        total_timesteps=size.total_timesteps, eval_every=size.eval_every,
                        num_eval_envs=size.num_eval_envs, policy_hidden=size.policy_hidden,
-                       value_hidden=size.value_hidden)
+                       value_hidden=size.value_hidden, eval_steps=size.eval_steps)
         if args.minutes is None:
             args.minutes = size.minutes
         size_note = size.note
@@ -172,7 +172,8 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
         changes["num_minibatches"] = max(mb, 1)
     ppo = ppo.replace(**changes)
     reward_fn = resolve_reward(args.reward)
-    env_kwargs = {**dict(config.sections.get("env", {})), **_kv(args.env_arg, "--env-arg")}
+    size_env = size.env_overrides if args.size == "auto" else {}
+    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **_kv(args.env_arg, "--env-arg")}
     env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
     econ = config.econ_params()
     base = env.default_params

@@ -35,6 +35,8 @@ class PPOConfig:
       episodes: per-robot episodes to train for (the seed's ``--episodes``); 0 = use total_timesteps.
       eval_every: training iterations between deterministic evaluations (and log rows).
       num_eval_envs: robots in each evaluation.
+      eval_steps: control steps per evaluation episode (0 = the env's full episode); MPᵣ and the
+        parities are rates, so a shorter evaluation measures them over its own duration.
       early_stop: stop when the convergence criterion holds for ``eval_window`` evaluations in a row.
       shaping_anneal_episodes: per-robot episodes over which the env's shaping weight goes 1 -> 0
         (0 = keep shaping at full weight).
@@ -67,6 +69,7 @@ class PPOConfig:
     episodes: int = 0
     eval_every: int = 10
     num_eval_envs: int = 128
+    eval_steps: int = 0
     early_stop: bool = False
     shaping_anneal_episodes: float = 0.0
     checkpoint_every: int = 5
@@ -83,6 +86,7 @@ class PPOConfig:
         for k in ("num_envs", "unroll_length", "num_minibatches", "update_epochs", "eval_every", "num_eval_envs",
                   "keep_checkpoints"):
             need(int(getattr(self, k)) >= 1, k, "must be >= 1")
+        need(self.eval_steps >= 0, "eval_steps", "must be >= 0 (0 = full episode)")
         need(self.total_timesteps >= 0, "total_timesteps", "must be >= 0")
         need(self.episodes >= 0, "episodes", "must be >= 0")
         need((self.num_envs * self.unroll_length) % self.num_minibatches == 0, "num_minibatches",

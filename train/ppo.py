@@ -239,6 +239,7 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         stats["episode_return"] = ep_total
         stats["alpha"] = p_b.econ.alpha.astype(jnp.float32)
         stats["gamma"] = p_b.econ.gamma.astype(jnp.float32)
+        stats["reward_shaping"] = nxt.metrics.get("reward_shaping", jnp.zeros_like(reward)).astype(jnp.float32)
         tr = Transition(obs=env_state.obs, raw_action=raw, logp=logp, value=value, reward=reward * cfg.reward_scaling,
                         done=done)
         return (nxt, ep_total * (1.0 - done), params, norm, env_params), (tr, stats, done)
@@ -299,7 +300,9 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
             sgd_step, (state.params, state.opt_state, state.norm, batch), jax.random.split(k_sgd, cfg.update_epochs))
         norm = state.norm.update(traj.obs) if norm_on else state.norm
         # Episode metrics: sums over the episodes finishing in this iteration, and their count.
-        metrics = {f"sum_{k}": jnp.sum(v * done) for k, v in stats.items() if k not in ("alpha", "gamma")}
+        per_step = ("alpha", "gamma", "reward_shaping")
+        metrics = {f"sum_{k}": jnp.sum(v * done) for k, v in stats.items() if k not in per_step}
+        metrics["step_shaping"] = jnp.mean(stats["reward_shaping"])
         metrics["episodes_done"] = jnp.sum(done)
         metrics["alpha"] = jnp.mean(stats["alpha"])
         metrics["gamma"] = jnp.mean(stats["gamma"])
@@ -321,7 +324,8 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         progress = jnp.mean(state.env_state.info["episodes"].astype(jnp.float32))
         econ = E.with_schedule(state.env_params.econ, progress)
         act = lambda obs: dist.mode(policy_logits(state.params, state.norm, obs))  # noqa: E731
-        return evaluate_policy(eval_env, state.env_params.replace(econ=econ), act, key, cfg.num_eval_envs)
+        return evaluate_policy(eval_env, state.env_params.replace(econ=econ), act, key, cfg.num_eval_envs,
+                               steps=cfg.eval_steps)
 
     def chunk(state: TrainState):
         """``cfg.eval_every`` training iterations, then one evaluation and a convergence update."""
@@ -362,10 +366,12 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
     return train
 
 
-def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False):
+def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False,
+                    steps: int = 0):
     """Runs ``num_envs`` robots for one full episode with ``act(obs [N, obs]) -> actions``, no auto-reset.
 
-    Robots whose episode ends early (instability) are frozen at their last state.
+    Robots whose episode ends early (instability) are frozen at their last state. ``steps`` > 0 stops
+    after that many control steps (the economics are rates over the time worked so far).
 
     Returns:
       dict of scalars -- the economics of the episode (mean over robots), ``episode_return`` and
@@ -386,7 +392,8 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
         return (s, alive_next, ret, final), (s2.pipeline_state if return_states else None)
 
     ones = jnp.ones((num_envs,), jnp.float32)
-    (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None, length=env.episode_length)
+    (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
+                                                 length=min(steps, env.episode_length) if steps else env.episode_length)
     ok = (final["productivity_parity"] >= econ.productivity_threshold) & (
         jnp.abs(final["wage_parity"] - 1.0) <= econ.wage_tolerance)
     out = {k: jnp.mean(final[k].astype(jnp.float32)) for k in EPISODE_METRICS}

@@ -32,7 +32,7 @@ SEED_COLUMNS = ["episode", "MP_r", "e_t", "w_hat_r", "wage_parity", "productivit
 CSV_COLUMNS = SEED_COLUMNS + [
     "env_steps", "steps_per_sec", "wall_time", "member", "seed", "iteration", "episode_return", "episodes_done",
     "eval_MP_r", "eval_e_t", "eval_w_hat_r", "eval_productivity_parity", "eval_wage_parity", "eval_success_rate",
-    "eval_return", "streak", "converged", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"]
+    "eval_return", "streak", "converged", "step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"]
 _FROM_ENV = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
              "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
              "reward_error": "reward_error", "reward_wage": "reward_wage", "episode_return": "episode_return"}
@@ -176,7 +176,7 @@ def chunk_rows(metrics: dict, ev: dict, desc: list[dict], iteration: int, cfg: P
             "eval_return": float(ev["episode_return"][m]), "streak": int(ev["streak"][m]),
             "converged": int(ev["converged"][m] > 0),
         })
-        for k in ("loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"):
+        for k in ("step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"):
             row[k] = float(np.mean(metrics[k][m]))
         rows.append(row)
     return rows
@@ -227,9 +227,24 @@ def compiled(cfg: PPOConfig, env, eval_env=None, env_params=None):
     hit = _COMPILED.get(key)
     if hit is None or hit[0] is not env or hit[1] is not eval_env:
         tr = make_train(cfg, env, env_params, eval_env=eval_env)
-        hit = (env, eval_env, tr, jax.jit(jax.vmap(tr.init)), jax.jit(jax.vmap(tr.chunk), donate_argnums=0))
+        hit = (env, eval_env, tr, jax.jit(jax.vmap(tr.init)), {})
         _COMPILED[key] = hit
     return hit[2:]
+
+
+def chunk_program(cfg: PPOConfig, env, eval_env, state, mesh):
+    """jit(vmap(chunk)) whose output state keeps the input's shardings (so the loop never recompiles).
+
+    Memoized per (cfg, env, mesh, state structure and shapes).
+    """
+    tr, _, progs = compiled(cfg, env, eval_env)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    key = (tuple(d.id for d in mesh.devices.flat), jax.tree.structure(state),
+           tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(state)))
+    if key not in progs:
+        rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        progs[key] = jax.jit(jax.vmap(tr.chunk), donate_argnums=0, out_shardings=(shardings, rep, rep))
+    return progs[key]
 
 
 @dataclass
@@ -242,6 +257,8 @@ class RunResult:
     converged: bool = False
     resumed_from: int | None = None
     stopped: str = "finished"
+    chunk_fn: Any = None
+    mesh: Any = None
 
 
 def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | None = None,
@@ -267,7 +284,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
     """
     t_start = time.time()
     env_params = env.default_params if env_params is None else env_params
-    tr, init_fn, chunk_fn = compiled(cfg, env, eval_env, env_params)
+    tr, init_fn, _ = compiled(cfg, env, eval_env, env_params)
     members, keys, desc = build_members(env_params, seeds, sweep)
     mesh = make_mesh(num_devices)
     if cfg.num_envs % mesh.size:
@@ -295,6 +312,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
         else:
             log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
     state = shard_state(state, mesh)
+    chunk_fn = chunk_program(cfg, env, eval_env, state, mesh)
     if csv_path is not None:
         if resumed_from is not None:
             _truncate_csv(csv_path, start_iter)
@@ -356,6 +374,8 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
         if bar is not None:
             bar.stop()
     result.state = state
+    result.chunk_fn = chunk_fn
+    result.mesh = mesh
     result.iterations = it
     result.env_steps = it * cfg.batch_size
     result.wall_time = wall_before + time.time() - t_start

@@ -19,6 +19,7 @@ def test_sizing_cpu_and_gpu():
     cpu = size_for_hardware("cpu", minutes=4.0, num_devices=1)
     assert cpu.num_envs <= 64 and cpu.minutes == 4.0
     assert cpu.total_timesteps % (cpu.num_envs * cpu.unroll_length * cpu.eval_every) == 0
+    assert size_for_hardware("cpu", env="dishwashing").env_overrides == {"episode_seconds": 60.0}
     gpu = size_for_hardware("gpu", minutes=10.0, num_devices=2)
     assert gpu.num_envs == 8192 and gpu.total_timesteps > 100 * cpu.total_timesteps
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train.runner import build_members, compiled, parse_sweep, run_training
+from train.runner import build_members, parse_sweep, run_training, shard_state
 
 
 def test_parse_sweep():
@@ -32,7 +32,7 @@ def test_members_shapes_and_no_recompile(point_env, small_cfg):
     p = [np.asarray(x) for x in jax.tree.leaves(state.params["policy"])]
     assert not np.allclose(p[0][0], p[0][1])
 
-    _, _, chunk_fn = compiled(cfg, point_env)
+    chunk_fn = result.chunk_fn
     n = chunk_fn._cache_size()
     econ = state.env_params.econ
     new = state.replace(env_params=state.env_params.replace(econ=econ.replace(
