@@ -424,8 +424,9 @@ class MjxTaskEnv:
         self.default_params = params
         self.home_qpos, self.home_ee = _home_pose(str(xml), tuple(map(tuple, home_targets)))
         self._data0 = mjx.make_data(self.mjx_model)
-        # a physically safe state to fall back to when the guard fires
-        self._safe_data = mjx.kinematics(self.mjx_model, self._data0.replace(qpos=jnp.asarray(self.home_qpos), ctrl=self._home_ctrl()))
+        # a physically safe state to fall back to when the guard fires (kinematic fields are filled in
+        # by the next step's physics; computing them eagerly here would cost ~a minute on CPU)
+        self._safe_data = self._data0.replace(qpos=jnp.asarray(self.home_qpos), ctrl=self._home_ctrl())
         self._gain_act = np.arange(self.mj_model.nu)
         self._obs_size = None
 
