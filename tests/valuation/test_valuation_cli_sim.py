@@ -90,3 +90,14 @@ def test_cli_simulate_report_compare(tmp_path):
     assert compare_tiers.main(["--log", str(dv), "--output", str(tmp_path / "tier_comparison.pdf")]) == 0
     table = (tmp_path / "tier_comparison.csv").read_text()
     assert "calibrated (held out)" in table and "configured" in table
+
+
+def test_valuation_never_imports_envs_or_train():
+    import ast
+
+    pkg = Path(valuation.__file__).resolve().parent
+    for f in list(pkg.glob("*.py")) + list(pkg.glob("examples/*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for n in names:
+                assert n.split(".")[0] not in ("envs", "train"), f"{f.name} imports {n}"
