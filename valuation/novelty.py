@@ -247,7 +247,12 @@ def embedding_novelty(
         )
 
     def update(state: EmbeddingNoveltyState, x: Array) -> EmbeddingNoveltyState:
-        emb = encode(state.encoder_params, jnp.asarray(x, dtype))
+        x = jnp.asarray(x, dtype)
+        skipped = max(0, x.shape[0] - capacity)
+        if skipped:  # a batch larger than the store: only its last `capacity` rows would survive
+            x = x[skipped:]
+            state = state.replace(total=state.total + skipped)
+        emb = encode(state.encoder_params, x)
         b = emb.shape[1]
         idx = (state.total + jnp.arange(b)) % capacity
         embeddings = state.embeddings.at[:, idx].set(emb)

@@ -64,6 +64,9 @@ def test_store_ring_buffer_and_partial_k():
     np.testing.assert_allclose(t.score(s, np.zeros((1, 2), np.float32)).novelty, [1.0])  # mean over 1 < k
     s = t.update(s, np.arange(10, dtype=np.float32).reshape(5, 2) + 100)
     assert int(s.count) == 4 and int(s.total) == 6
+    big = t.update(t.init(jax.random.key(0)), np.arange(20, dtype=np.float32).reshape(10, 2))  # batch > capacity
+    assert int(big.count) == 4 and int(big.total) == 10
+    np.testing.assert_array_equal(np.sort(np.asarray(big.embeddings[0, :, 0])), [12, 14, 16, 18])
     # the oldest ([1, 0] and [100, 101]) were overwritten
     d = np.asarray(t.knn(s, np.zeros((1, 2), np.float32))[0, 0])
     np.testing.assert_allclose(d, _brute_knn(np.zeros((1, 2)), np.arange(2, 10).reshape(4, 2) + 100.0, 3)[0], rtol=1e-5)
