@@ -14,7 +14,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from train.config import PPOConfig
 from train.networks import RunningStats, TanhGaussian, make_networks
@@ -117,4 +116,4 @@ def norm_from_dict(d) -> RunningStats:
     return RunningStats(mean=jnp.asarray(d["mean"]), m2=jnp.asarray(d["m2"]), count=jnp.asarray(d["count"]))
 
 
-__all__ = ["distill", "finetune", "obs_policy_spec", "norm_to_dict", "norm_from_dict", "optax"]
+__all__ = ["distill", "finetune", "obs_policy_spec", "norm_to_dict", "norm_from_dict"]
