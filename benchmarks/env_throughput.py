@@ -135,6 +135,49 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool):
     return env, work
 
 
+def _report(args, argv, env, rows, console, final: bool) -> None:
+    cmd = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    lines = [
+        f"# Env throughput: {args.env}",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {_machine()}",
+        f"- software: jax {jax.__version__}, mujoco {__import__('mujoco').__version__}, python {platform.python_version()}",
+        f"- command: `{cmd}`",
+        f"- env: `envs.make({args.env!r})` defaults: action_mode={env.action_mode}, arms={env.arms}, "
+        f"nq={env.mj_model.nq}, nv={env.mj_model.nv}, contact pairs={env.mj_model.npair}, "
+        f"{env.n_substeps} substeps x {env.mj_model.opt.timestep} s = control dt {env.dt} s, "
+        f"solver iterations {env.mj_model.opt.iterations}/{env.mj_model.opt.ls_iterations}",
+        f"- timing: {args.steps_per_call} control steps per jitted call (lax.scan over a vmapped batch), "
+        f"{args.seconds:g} s per cell after compile + one warm-up call, block_until_ready after each call",
+        "- env = `vmap(AutoReset(env).step)` (IK, DR, economics, shaping, guard, auto-reset); "
+        "bare = `mjx.step` x substeps on the same model (physics floor); overhead = bare/env − 1",
+        "",
+        "| batch | env steps/s | bare mjx.step steps/s | env overhead vs bare | brax humanoid (mjx) steps/s | env / brax humanoid |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        over = r["bare"] / r["env"] - 1.0
+        brax = r.get("brax_humanoid")
+        lines.append(
+            f"| {r['batch']} | {r['env']:,.0f} | {r['bare']:,.0f} | {100 * over:+.1f}% | "
+            + (f"{brax:,.0f} | {r['env'] / brax:.2f} |" if brax else "– | – |")
+        )
+    lines += ["", "Compile seconds (excluded above): " + "; ".join(
+        f"batch {r['batch']}: env {r['env_compile']:.0f}, bare {r['bare_compile']:.0f}"
+        + (f", brax {r['brax_humanoid_compile']:.0f}" if "brax_humanoid_compile" in r else "")
+        for r in rows
+    )]
+    text = "\n".join(lines) + "\n"
+    if final:
+        print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        if final:
+            console.print(f"wrote {args.out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated numbers of parallel robots (GPU: 1024,4096,16384)")
@@ -171,46 +214,9 @@ def main(argv=None) -> int:
                 progress.advance(task)
             rows.append(row)
             console.print(f"batch {b}: " + ", ".join(f"{k} {v:,.0f}" for k, v in row.items() if k in ("env", "bare", "brax_humanoid")))
+            _report(args, argv, env, rows, console, final=False)  # partial results survive a time limit
 
-    env = info
-    cmd = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
-    lines = [
-        f"# Env throughput: {args.env}",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {_machine()}",
-        f"- software: jax {jax.__version__}, mujoco {__import__('mujoco').__version__}, python {platform.python_version()}",
-        f"- command: `{cmd}`",
-        f"- env: `envs.make({args.env!r})` defaults: action_mode={env.action_mode}, arms={env.arms}, "
-        f"nq={env.mj_model.nq}, nv={env.mj_model.nv}, contact pairs={env.mj_model.npair}, "
-        f"{env.n_substeps} substeps x {env.mj_model.opt.timestep} s = control dt {env.dt} s, "
-        f"solver iterations {env.mj_model.opt.iterations}/{env.mj_model.opt.ls_iterations}",
-        f"- timing: {args.steps_per_call} control steps per jitted call (lax.scan over a vmapped batch), "
-        f"{args.seconds:g} s per cell after compile + one warm-up call, block_until_ready after each call",
-        "- env = `vmap(AutoReset(env).step)` (IK, DR, economics, shaping, guard, auto-reset); "
-        "bare = `mjx.step` x substeps on the same model (physics floor); overhead = bare/env − 1",
-        "",
-        "| batch | env steps/s | bare mjx.step steps/s | env overhead vs bare | brax humanoid (mjx) steps/s | env / brax humanoid |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        over = r["bare"] / r["env"] - 1.0
-        brax = r.get("brax_humanoid")
-        lines.append(
-            f"| {r['batch']} | {r['env']:,.0f} | {r['bare']:,.0f} | {100 * over:+.1f}% | "
-            + (f"{brax:,.0f} | {r['env'] / brax:.2f} |" if brax else "– | – |")
-        )
-    lines += ["", "Compile seconds (excluded above): " + "; ".join(
-        f"batch {r['batch']}: env {r['env_compile']:.0f}, bare {r['bare_compile']:.0f}"
-        + (f", brax {r['brax_humanoid_compile']:.0f}" if "brax_humanoid_compile" in r else "")
-        for r in rows
-    )]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        console.print(f"wrote {args.out}")
+    _report(args, argv, info, rows, console, final=True)
     return 0
 
 

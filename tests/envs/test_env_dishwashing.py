@@ -1,0 +1,131 @@
+"""Dishwashing: IK Jacobian, counters (expert units, a scripted drop breaks a dish), rendering."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+from conftest import BATCH
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mujoco import mjx
+
+import envs
+from envs.base import arm_jacobian
+from envs.experts import make_expert
+
+
+@pytest.fixture(scope="module")
+def expert(dish):
+    return jax.jit(jax.vmap(make_expert(dish.env), in_axes=(0, None)))
+
+
+_JAC = {}
+
+
+@settings(max_examples=15, deadline=None)
+@given(q=st.lists(st.floats(-1.0, 1.0), min_size=6, max_size=6), arm=st.sampled_from([0, 1]))
+def test_arm_jacobian_matches_mujoco(dish, q, arm):
+    env = dish.env
+    m, r = env.mj_model, env.robot
+    d = mujoco.MjData(m)
+    d.qpos[:] = env.home_qpos
+    d.qpos[r.arm_qpos[arm]] += np.asarray(q)
+    mujoco.mj_kinematics(m, d)
+    mujoco.mj_comPos(m, d)
+    jacp = np.zeros((3, m.nv))
+    jacr = np.zeros((3, m.nv))
+    mujoco.mj_jacSite(m, d, jacp, jacr, r.grasp_site[arm])
+    if arm not in _JAC:
+        _JAC[arm] = jax.jit(lambda data, arm=arm: arm_jacobian(data, r, arm))
+    ours_p, ours_r = _JAC[arm](mjx.put_data(m, d))
+    np.testing.assert_allclose(np.asarray(ours_p), jacp[:, r.arm_dof[arm]], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours_r), jacr[:, r.arm_dof[arm]], atol=1e-5)
+
+
+def test_expert_completes_units_without_errors(dish, expert):
+    """Short washing time so that a few hundred steps hold several full cycles."""
+    params = dish.params.replace(washing_time=jnp.float32(3.0))
+    s = dish.fresh(10, params)
+    for _ in range(750):  # 30 simulated seconds: 3 cycles of ~9 s
+        s = dish.step(s, expert(s, params), params)
+    units = np.asarray(s.info["units"])
+    assert np.all(units >= 2), units
+    np.testing.assert_array_equal(np.asarray(s.info["errors"]), 0.0)
+    assert np.all(np.asarray(s.info["attempts"]) >= units)
+    assert np.all(np.asarray(s.metrics["mp"]) > 0)
+    np.testing.assert_allclose(np.asarray(s.metrics["work_seconds"]), 750 * dish.env.dt, rtol=1e-6)
+
+
+def test_scripted_drop_breaks_a_dish(dish, expert):
+    params = dish.params
+    s = dish.fresh(11, params)
+    # let the expert pick a dish up
+    for _ in range(200):
+        s = dish.step(s, expert(s, params), params)
+        if bool(jnp.all(s.info["attempts"] >= 1)):
+            break
+    assert bool(jnp.all(s.info["attempts"] >= 1)) and bool(jnp.all(s.info["held"].sum(-1) >= 1))
+    # yank it up fast with the gripper closed, then open the hand 20+ cm above the counter
+    up = jnp.tile(jnp.array([0.0, 0.0, 1.0, -1.0]), (BATCH, 1))
+    for _ in range(12):
+        s = dish.step(s, up, params)
+    assert float(jnp.min(jnp.max(s.pipeline_state.qpos[:, dish.env.dish_qpos + 2], -1))) > 1.0
+    open_hand = jnp.tile(jnp.array([0.0, 0.0, 0.0, 1.0]), (BATCH, 1))
+    errors = np.zeros(BATCH)
+    for _ in range(40):
+        s = dish.step(s, open_hand, params)
+        errors = np.maximum(errors, np.asarray(s.info["errors"]))
+    np.testing.assert_array_equal(errors, 1.0)
+    np.testing.assert_array_equal(np.asarray(s.info["units"]), 0.0)
+    # the broken dish was recycled to the counter as a new dirty dish
+    z = np.asarray(s.pipeline_state.qpos[:, dish.env.dish_qpos + 2])
+    assert np.all(z < 0.9)
+
+
+def test_render_returns_rgb_frames(dish):
+    s = dish.fresh(12)
+    one = jax.tree.map(lambda x: x[0], s)
+    try:
+        frame = dish.env.render(one, camera="overview", width=96, height=72)
+    except Exception as e:  # pragma: no cover - machines without an offscreen GL
+        pytest.skip(f"offscreen rendering unavailable: {e}")
+    assert frame.shape == (72, 96, 3) and frame.dtype == np.uint8
+    assert frame.std() > 5.0  # not a blank image
+
+
+@pytest.mark.slow
+def test_expert_default_settings_matches_human_mp(dish, expert):
+    """One full default episode (240 s, washing 45 s): MPᵣ within 0.8–1.5 MPₕ, e ≤ 5%."""
+    params = dish.params
+    s = dish.fresh(20, params)
+    final = None
+    for _ in range(dish.env.episode_length):
+        s = dish.step(s, expert(s, params), params)
+        if bool(jnp.all(s.done > 0)):
+            final = s.metrics
+    assert final is not None
+    parity = np.asarray(final["productivity_parity"])
+    assert np.all((parity >= 0.8) & (parity <= 1.5)), parity
+    assert np.all(np.asarray(final["error_rate"]) <= 0.05), np.asarray(final["error_rate"])
+    np.testing.assert_allclose(np.asarray(final["work_seconds"]), dish.env.episode_length * dish.env.dt, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(s.info["prev_mp"]), np.asarray(final["mp"]), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_expert_in_joint_mode_completes_a_unit():
+    env = envs.make("dishwashing", action_mode="joint")
+    params = env.default_params.replace(washing_time=jnp.float32(3.0))
+    pol = make_expert(env)
+
+    @jax.jit
+    def run(s):
+        def body(s, _):
+            return env.step(s, pol(s, params), params), None
+
+        return jax.lax.scan(body, s, None, length=400)[0]
+
+    s = run(env.reset(jax.random.PRNGKey(0), params))
+    assert float(s.info["units"]) >= 1 and float(s.info["errors"]) == 0
