@@ -31,7 +31,11 @@ from .demo_loader import DemoLoader
 from .idm import FRAME_OFFSETS, IDMNet, _norm
 from .records import Record
 
-DEFAULT_HISTORY = os.path.join(os.path.dirname(__file__), "..", "..", "valuation", "examples", "history.csv")
+def _default_history() -> str:
+    """valuation's shipped example history (package data), located through the installed package."""
+    import valuation
+
+    return os.path.join(os.path.dirname(valuation.__file__), "examples", "history.csv")
 
 
 def window_features(net: IDMNet, variables, records: Sequence[Record], labels: dict, batch_size: int = 256):
@@ -130,7 +134,7 @@ def export(records: Sequence[Record], net: IDMNet, variables, labels: dict, out_
     x, y, owner, emb = window_features(net, variables, records, labels)
     novelty = novelty_scores(emb)
     gain = causal_gains(x, y, owner, len(records), key)
-    history = history or DEFAULT_HISTORY
+    history = history or _default_history()
     if not os.path.exists(history):
         raise FileNotFoundError(f"history {history!r}: not found; pass --history with columns novelty_score, "
                                 f"causal_gain, realized_mpl_gain")
