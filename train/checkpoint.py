@@ -75,7 +75,9 @@ def save(directory: str | Path, iteration: int, state: Any, extra: dict | None =
     if jax.process_index() == 0:
         if path.exists():
             shutil.rmtree(path)
-        _checkpointer().save((path / "state").absolute(), {f"{i:06d}": a for i, a in enumerate(leaves)})
+        # orbax refuses zero-size arrays (mjx.Data has some); their shape and dtype in the meta suffice
+        _checkpointer().save((path / "state").absolute(),
+                             {f"{i:06d}": a for i, a in enumerate(leaves) if a.size > 0})
         meta = {"iteration": int(iteration), "num_leaves": len(leaves), "shapes": [list(a.shape) for a in leaves],
                 "dtypes": [str(a.dtype) for a in leaves], "sha256": _digest(leaves), "extra": extra or {}}
         tmp = path / (META + ".tmp")
@@ -109,7 +111,9 @@ def load(path: str | Path, template: Any) -> tuple[Any, dict]:
     except Exception as e:
         raise CheckpointError(f"{path}: orbax could not read the arrays ({type(e).__name__}: {e})") from e
     try:
-        arrays = [np.asarray(restored[f"{i:06d}"]) for i in range(len(t_leaves))]
+        arrays = [np.asarray(restored[f"{i:06d}"]) if int(np.prod(shape)) > 0 else
+                  np.zeros(shape, np.dtype(dtype)) for i, (shape, dtype) in
+                  enumerate(zip(meta["shapes"], meta["dtypes"]))]
     except KeyError as e:
         raise CheckpointError(f"{path}: array {e} missing") from e
     if _digest(arrays) != meta.get("sha256"):

@@ -34,7 +34,8 @@ class PPOConfig:
       total_timesteps: env steps (all robots) to train for; ``episodes`` (per robot) overrides it when > 0.
       episodes: per-robot episodes to train for (the seed's ``--episodes``); 0 = use total_timesteps.
       eval_every: training iterations between deterministic evaluations (and log rows).
-      num_eval_envs: robots in each evaluation.
+      num_eval_envs: robots in each evaluation; 0 skips the separate evaluation and judges convergence on
+        the training episodes that finished in the chunk (saves compiling a second env step: CPU runs).
       eval_steps: control steps per evaluation episode (0 = the env's full episode); MPᵣ and the
         parities are rates, so a shorter evaluation measures them over its own duration.
       early_stop: stop when the convergence criterion holds for ``eval_window`` evaluations in a row.
@@ -83,8 +84,8 @@ class PPOConfig:
 
         object.__setattr__(self, "policy_hidden", tuple(int(h) for h in self.policy_hidden))
         object.__setattr__(self, "value_hidden", tuple(int(h) for h in self.value_hidden))
-        for k in ("num_envs", "unroll_length", "num_minibatches", "update_epochs", "eval_every", "num_eval_envs",
-                  "keep_checkpoints"):
+        need(self.num_eval_envs >= 0, "num_eval_envs", "must be >= 0 (0 = judge the training episodes)")
+        for k in ("num_envs", "unroll_length", "num_minibatches", "update_epochs", "eval_every", "keep_checkpoints"):
             need(int(getattr(self, k)) >= 1, k, "must be >= 1")
         need(self.eval_steps >= 0, "eval_steps", "must be >= 0 (0 = full episode)")
         need(self.total_timesteps >= 0, "total_timesteps", "must be >= 0")

@@ -239,6 +239,9 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         stats["episode_return"] = ep_total
         stats["alpha"] = p_b.econ.alpha.astype(jnp.float32)
         stats["gamma"] = p_b.econ.gamma.astype(jnp.float32)
+        econ = env_params.econ
+        stats["parity_ok"] = ((nxt.metrics["productivity_parity"] >= econ.productivity_threshold)
+                              & (jnp.abs(nxt.metrics["wage_parity"] - 1.0) <= econ.wage_tolerance)).astype(jnp.float32)
         stats["reward_shaping"] = nxt.metrics.get("reward_shaping", jnp.zeros_like(reward)).astype(jnp.float32)
         tr = Transition(obs=env_state.obs, raw_action=raw, logp=logp, value=value, reward=reward * cfg.reward_scaling,
                         done=done)
@@ -331,8 +334,17 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         """``cfg.eval_every`` training iterations, then one evaluation and a convergence update."""
         state, metrics = jax.lax.scan(training_step, state, None, length=cfg.eval_every)
         key, k_eval = jax.random.split(state.key)
-        ev = evaluate(state, k_eval)
-        conv = E.convergence_update(state.conv, ev["productivity_parity"], ev["wage_parity"], state.env_params.econ)
+        if cfg.num_eval_envs > 0:
+            ev = evaluate(state, k_eval)
+            conv = E.convergence_update(state.conv, ev["productivity_parity"], ev["wage_parity"], state.env_params.econ)
+        else:  # judge the training episodes that finished in this chunk (no second env-step program)
+            n = jnp.sum(metrics["episodes_done"])
+            avg = lambda k: jnp.sum(metrics[f"sum_{k}"]) / jnp.maximum(n, 1.0)  # noqa: E731
+            ev = {k: avg(k) for k in EPISODE_METRICS}
+            ev["episode_return"] = avg("episode_return")
+            ev["success_rate"] = avg("parity_ok")
+            upd = E.convergence_update(state.conv, ev["productivity_parity"], ev["wage_parity"], state.env_params.econ)
+            conv = jax.tree.map(lambda a, b: jnp.where(n > 0, a, b), upd, state.conv)
         ev["streak"] = conv.streak.astype(jnp.float32)
         ev["converged"] = conv.converged.astype(jnp.float32)
         return state.replace(key=key, conv=conv), metrics, ev

@@ -42,7 +42,8 @@ def size_for_hardware(backend: str | None = None, minutes: float | None = None, 
     """A PPO size for the default backend (or ``backend``) and a wall-clock budget in minutes.
 
     CPU: 32 robots, 4 x 10-step unrolls per minute of budget after ~1.5 minutes of compilation
-    (default budget 4 minutes in all), 60-second episodes for the MJX tasks and 300-step evaluations.
+    (default budget 4 minutes in all), 60-second episodes for the MJX tasks, convergence judged on the
+    training episodes (no second compiled env step; ``python -m evaluate`` does the deterministic one).
     GPU: 4096 robots per device, unroll 16, budget 10 minutes, evaluations of 1500 steps (60 s of work).
     """
     backend = backend or jax.default_backend()
@@ -55,7 +56,7 @@ def size_for_hardware(backend: str | None = None, minutes: float | None = None, 
         steps = int(cpu_steps_per_sec * train_seconds)
         steps = max(steps - steps % (num_envs * unroll * 20), num_envs * unroll * 20)
         return Size(num_envs=num_envs, unroll_length=unroll, num_minibatches=4, total_timesteps=steps, eval_every=20,
-                    num_eval_envs=4, minutes=minutes, policy_hidden=(64, 64), value_hidden=(128, 128),
+                    num_eval_envs=0, minutes=minutes, policy_hidden=(64, 64), value_hidden=(128, 128),
                     eval_steps=300, env_overrides=dict(_CPU_ENV.get(env or "", {})),
                     note=f"CPU x{n_dev}: {num_envs} robots, ~{steps:,} steps in ~{minutes:g} min incl. compile")
     minutes = 10.0 if minutes is None else minutes

@@ -45,13 +45,16 @@ def test_members_shapes_and_no_recompile(point_env, small_cfg):
 
 
 def test_train_key_fully_jitted(point_env, small_cfg):
-    """make_train's train(key) is one jittable program (here the tiny 1-chunk variant)."""
+    """make_train's train(key) is one jittable program (tiny 1-chunk variant, judged on training episodes)."""
     from train.ppo import make_train
 
-    cfg = small_cfg.replace(num_envs=16, num_minibatches=2, total_timesteps=16 * 10 * 2, eval_every=2,
-                            num_eval_envs=8)
+    cfg = small_cfg.replace(num_envs=16, num_minibatches=2, total_timesteps=16 * 10 * 8, eval_every=8,
+                            num_eval_envs=0)
     train = make_train(cfg, point_env)
     state, metrics, evals = jax.jit(train)(jax.random.PRNGKey(3))
-    assert int(state.iteration) == 2 == train.num_iterations
-    assert metrics["loss_value"].shape == (1, 2) and evals["success_rate"].shape == (1,)
+    assert int(state.iteration) == 8 == train.num_iterations
+    assert metrics["loss_value"].shape == (1, 8) and evals["success_rate"].shape == (1,)
+    # 80 steps of 40-step episodes: every robot finished 2 episodes, judged without a separate evaluation
+    assert float(metrics["episodes_done"].sum()) == 32
+    np.testing.assert_allclose(evals["mp"][0], metrics["sum_mp"].sum() / 32, rtol=1e-5)
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(state.params))
