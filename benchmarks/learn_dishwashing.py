@@ -10,7 +10,8 @@ Writes to ``--results`` (default benchmarks/results/):
   learn_dishwashing_<backend>.md   the numbers (date, machine, command, time/steps to target, final economics)
   learn_dishwashing_<backend>.csv  the learning curve (training_metrics.csv of the run)
   learn_dishwashing_<backend>.png  wage and productivity parity over training
-and saves the policy to ``--policy-out`` (default runs/learn_dishwashing; ``python -m evaluate --policy`` reads it).
+and saves the policy to ``--policy-out`` (default benchmarks/results/policy_dishwashing: config.json +
+policy.msgpack, small enough to commit; ``python -m evaluate --policy`` reads it on a CPU).
 
 GPU (H100/H200, ~5 min)::
 
@@ -79,13 +80,16 @@ def main(argv=None) -> int:
     p.add_argument("--num-minibatches", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
     p.add_argument("--num-eval-envs", type=int, default=None)
+    p.add_argument("--eval-steps", type=int, default=None,
+                   help="control steps per evaluation (default 1500 = 60 s of work on GPU, 300 on CPU)")
     p.add_argument("--episode-seconds", type=float, default=None, help="shorter episodes learn faster on CPU")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (ppo.*, reward.*)")
     p.add_argument("--no-expert", action="store_true", help="skip the scripted-expert reference")
     p.add_argument("--keep-going", action="store_true", help="train for the whole budget even after the target")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--policy-out", default=str(ROOT / "runs" / "learn_dishwashing"))
+    p.add_argument("--policy-out", default=str(ROOT / "benchmarks" / "results" / "policy_dishwashing"),
+                   help="run folder for the trained policy (config.json, policy.msgpack, CSV; no checkpoints)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -104,6 +108,7 @@ def main(argv=None) -> int:
     cli += ["--eval-every", str(args.eval_every or (10 if gpu else 5))]
     sets = list(args.set)
     sets.append(f"ppo.num_eval_envs={args.num_eval_envs or (128 if gpu else 4)}")
+    sets.append(f"ppo.eval_steps={args.eval_steps or (1500 if gpu else 300)}")
     if not gpu and not any(s.startswith("ppo.policy_hidden") for s in sets):
         sets += ["ppo.policy_hidden=[64,64]", "ppo.value_hidden=[128,128]"]
     for s in sets:
@@ -131,7 +136,8 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     result = run_training(ppo, env, env_params, out_dir=out, seeds=[ppo.seed], minutes=args.minutes,
-                          run_config={**run_config, "benchmark": "learn_dishwashing"}, on_chunk=on_chunk)
+                          run_config={**run_config, "benchmark": "learn_dishwashing"}, on_chunk=on_chunk,
+                          checkpoints=False)
     wall = time.time() - t_start
     expert = None if args.no_expert else expert_economics(env, env_params.replace(
         econ=econ.replace(alpha=econ.alpha_final, gamma=econ.gamma_final)), min(ppo.num_eval_envs, 64))

@@ -25,7 +25,9 @@ def build_parser():
     p.add_argument("--policy", required=True, help="run folder written by python -m train (or its policy.msgpack)")
     p.add_argument("--env", default=None, help="task (default: the run's env)")
     p.add_argument("--member", type=int, default=0, help="which member of a --num-seeds/--sweep run")
-    p.add_argument("--robots", type=int, default=64, help="robots evaluated in parallel (one episode each)")
+    p.add_argument("--robots", type=int, default=None,
+                   help="robots evaluated in parallel, one episode each (default 4 on CPU, 128 on GPU)")
+    p.add_argument("--steps", type=int, default=0, help="control steps per evaluation episode (0 = full episode)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--plot", default=None, help="PNG path (default RUN/parity.png)")
     p.add_argument("--no-plot", action="store_true")
@@ -104,16 +106,16 @@ def plot_parity(rows: list[dict], path: Path, member: int, econ: dict, title: st
 
 
 def render_video(env, states, path: Path, size: int, fps: float) -> Path:
-    """Writes frames of robot 0's episode (``env.render`` on its pipeline states) to ``path``."""
+    """Writes robot 0's evaluation episode (``env.render`` of its qpos trajectory) to ``path``."""
     import imageio
+
+    from types import SimpleNamespace
 
     if not hasattr(env, "render"):
         raise SystemExit(f"--video: env {type(env).__name__} has no render()")
-    traj = [jax.tree.map(lambda x: x[t, 0], states) for t in range(jax.tree.leaves(states)[0].shape[0])]
-    try:
-        frames = env.render(traj, height=size, width=size)
-    except TypeError:
-        frames = env.render(traj)
+    qpos = np.asarray(jax.device_get(states))  # [T, nq] of robot 0
+    traj = [SimpleNamespace(pipeline_state=SimpleNamespace(qpos=q)) for q in qpos]
+    frames = env.render(traj, height=size, width=size)
     frames = [np.asarray(f) for f in frames]
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimwrite(str(path), frames, fps=fps)
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
     from .runner import member_env_params
 
     args = build_parser().parse_args(argv)
+    if args.robots is None:
+        args.robots = 4 if jax.default_backend() == "cpu" else 128
     run = Path(args.policy)
     if run.is_file():
         run = run.parent
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
     env_params = env_params.replace(econ=econ)
     want_states = args.video is not None
     ev_fn = jax.jit(lambda k: evaluate_policy(env, env_params, lambda o: act_fn(params, norm, o), k, args.robots,
-                                              return_states=want_states))
+                                              return_states=want_states, steps=args.steps))
     with Console().status("evaluating (compiling the env) ..."):
         out = ev_fn(jax.random.PRNGKey(args.seed))
     ev, states = out if want_states else (out, None)
@@ -155,7 +159,8 @@ def main(argv=None) -> int:
     streak = int(mrows[-1]["streak"]) if mrows else 0
     thr, tol = float(econ.productivity_threshold), float(econ.wage_tolerance)
     holds_now = ev["productivity_parity"] >= thr and abs(ev["wage_parity"] - 1.0) <= tol
-    t = Table(title=f"{conf.get('env')} — {run} (member {args.member}, {args.robots} robots, 1 episode each)")
+    t = Table(title=f"{conf.get('env')} — {run} (member {args.member}, {args.robots} robots, 1 episode each, "
+                    "deterministic policy)")
     t.add_column("metric")
     t.add_column("value", justify="right")
     for name, val in (("MPᵣ (units/h)", f"{ev['mp']:.2f}"), ("e (error rate)", f"{ev['error_rate']:.4f}"),

@@ -388,7 +388,7 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
     Returns:
       dict of scalars -- the economics of the episode (mean over robots), ``episode_return`` and
       ``success_rate`` (fraction of robots meeting both parity conditions) -- plus, with
-      ``return_states``, the stacked per-step env states [T, N, ...] (for rendering).
+      ``return_states``, robot 0's per-step ``pipeline_state.qpos`` [T, nq] (for rendering).
     """
     econ = env_params.econ
     s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
@@ -401,7 +401,11 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
         alive_next = alive * (1.0 - s2.done)
         keep = alive_next > 0
         s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
-        return (s, alive_next, ret, final), (s2.pipeline_state if return_states else None)
+        rec = None
+        if return_states:  # robot 0 only; qpos suffices for MuJoCo rendering
+            ps = s2.pipeline_state
+            rec = ps.qpos[0] if hasattr(ps, "qpos") else jax.tree.map(lambda x: x[0], ps)
+        return (s, alive_next, ret, final), rec
 
     ones = jnp.ones((num_envs,), jnp.float32)
     (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,

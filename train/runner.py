@@ -265,7 +265,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
                  seeds: Sequence[int] = (0,), sweep: dict | None = None, resume: bool = False,
                  minutes: float | None = None, progress: bool = True, num_devices: int | None = None,
                  max_chunks: int | None = None, run_config: dict | None = None, eval_env=None,
-                 log=print, on_chunk=None) -> RunResult:
+                 log=print, on_chunk=None, checkpoints: bool = True) -> RunResult:
     """Trains ``len(seeds) x prod(len(sweep values))`` members in one compiled program.
 
     Args:
@@ -281,6 +281,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
       max_chunks: stop after this many chunks in this call (tests simulate a killed run with it).
       run_config: resolved configuration written to ``out_dir/config.json``.
       on_chunk: ``f(rows) -> bool`` called with each chunk's CSV rows; True stops training (saved).
+      checkpoints: write orbax checkpoints to ``out_dir/checkpoints`` (the policy file is always written).
     """
     t_start = time.time()
     env_params = env.default_params if env_params is None else env_params
@@ -364,7 +365,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
                 stop = "max_chunks"
             elif on_chunk is not None and on_chunk(rows):
                 stop = "callback"
-            if out and (last or stop or (cfg.checkpoint_every and done_chunks % cfg.checkpoint_every == 0)):
+            if out and checkpoints and (last or stop or (cfg.checkpoint_every and done_chunks % cfg.checkpoint_every == 0)):
                 ckpt.save(out / "checkpoints", it, state, {"wall_time": wall}, keep=cfg.keep_checkpoints)
             result.converged = converged
             if stop:
