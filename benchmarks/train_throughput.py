@@ -179,6 +179,7 @@ def main(argv=None) -> int:
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- machine: {device}; jax {jax.__version__}; backend {jax.default_backend()}; commit {commit}",
         f"- command: `{cmd}`",
+        f"- load average at the end (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}",
         f"- env: `{args.env}` (episode length {env.episode_length}); robots {num_envs}, unroll {args.unroll_length}, "
         f"minibatches {args.num_minibatches}, epochs {args.update_epochs}, networks {hidden}, "
         f"{iterations} iterations per timed epoch, best of {args.repeats}",
