@@ -339,7 +339,8 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
             conv = E.convergence_update(state.conv, ev["productivity_parity"], ev["wage_parity"], state.env_params.econ)
         else:  # judge the training episodes that finished in this chunk (no second env-step program)
             n = jnp.sum(metrics["episodes_done"])
-            avg = lambda k: jnp.sum(metrics[f"sum_{k}"]) / jnp.maximum(n, 1.0)  # noqa: E731
+            # NaN (not 0) when no episode finished in this chunk: nothing was measured
+            avg = lambda k: jnp.where(n > 0, jnp.sum(metrics[f"sum_{k}"]) / jnp.maximum(n, 1.0), jnp.nan)  # noqa: E731
             ev = {k: avg(k) for k in EPISODE_METRICS}
             ev["episode_return"] = avg("episode_return")
             ev["success_rate"] = avg("parity_ok")
