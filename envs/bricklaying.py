@@ -629,12 +629,15 @@ def _main(argv=None) -> int:
         every = max(1, int(round(1.0 / (args.fps * env.dt))))
         frames = []
         d = mujoco.MjData(env.mj_model)
-        with mujoco.Renderer(env.mj_model, height=h, width=w) as renderer:
-            for q in qpos[::every]:
+        todo = qpos[::every]
+        with mujoco.Renderer(env.mj_model, height=h, width=w) as renderer, Progress() as progress:
+            task = progress.add_task("rendering", total=len(todo))
+            for q in todo:
                 d.qpos[:] = q
                 mujoco.mj_forward(env.mj_model, d)
                 renderer.update_scene(d, camera=args.camera)
                 frames.append(renderer.render().copy())
+                progress.update(task, advance=1)
         imageio.mimwrite(args.render, frames, fps=int(round(1.0 / (every * env.dt))))
         print(f"wrote {args.render} ({len(frames)} frames)")
     return 0
