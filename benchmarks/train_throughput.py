@@ -141,6 +141,56 @@ def main(argv=None) -> int:
                     update_epochs=args.update_epochs, policy_hidden=hidden, value_hidden=hidden,
                     total_timesteps=num_envs * args.unroll_length * iterations)
     peers = args.peers.split(",")
+    def write_table(results):
+        device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                    text=True).stdout.strip()
+        except Exception:  # pragma: no cover
+            commit = "?"
+        cmd = "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + (argv if argv is not None else sys.argv[1:]))
+        lines = [
+            f"# Training throughput: vpjax PPO vs brax PPO ({'GPU' if gpu else 'CPU'})",
+            "",
+            f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+            f"- machine: {device}; jax {jax.__version__}; backend {jax.default_backend()}; commit {commit}",
+            f"- command: `{cmd}`",
+            f"- load average at the end (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}",
+            f"- env: `{args.env}` (episode length {env.episode_length}); robots {num_envs}, unroll {args.unroll_length}, "
+            f"minibatches {args.num_minibatches}, epochs {args.update_epochs}, networks {hidden}, "
+            f"{iterations} iterations per timed epoch, best of {args.repeats}",
+            "- measured: training env steps/s after compilation (rollout + GAE + SGD); brax: `training/sps` of its "
+            "later training epochs (brax.training.agents.ppo.train with the device_put_replicated shim)",
+            "",
+            "| peer | env steps/s | compile + first epoch (vpjax) / whole run (brax), s | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        ref = results.get("brax", (None,))[0]
+        for peer, (sps, first) in results.items():
+            if peer == "brax":
+                ratio = "1.00 (reference)"
+            elif peer == "vpjax_noecon":
+                ratio = (f"{sps / ref:.2f}x brax" if ref else "") + (
+                    f"; economic-reward overhead {100 * (sps / results['vpjax'][0] - 1):+.1f}%" if "vpjax" in results else "")
+            else:
+                ratio = f"{sps / ref:.2f}x brax" if ref else ""
+            name = {"vpjax": "vpjax PPO (economic reward on)", "vpjax_noecon": "vpjax PPO (economic_reward=False)",
+                    "brax": "brax PPO (brax wrappers)"}[peer]
+            lines.append(f"| {name} | {sps:,.0f} | {first:.1f} | {ratio} |")
+        if "vpjax" in results and "vpjax_noecon" in results:
+            on, off = results["vpjax"][0], results["vpjax_noecon"][0]
+            lines += ["", f"Economic-reward overhead: {100 * (off - on) / off:.1f}% of throughput "
+                          f"(on {on:,.0f} vs off {off:,.0f} steps/s)."]
+        lines += ["", "Notes: brax's AutoResetWrapper restores a cached first state instead of resetting, and it does not "
+                      "reset the env's per-episode economic counters (units, errors, work seconds), so under brax the "
+                      "economics are not per episode; vpjax uses `envs.wrappers.AutoReset`, which resets the robot and "
+                      "carries prev_mp/episodes."]
+        text = "\n".join(lines) + "\n"
+        print(text)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+
     results = {}
     timers = {}
     env = None
@@ -158,6 +208,8 @@ def main(argv=None) -> int:
     for peer, (_, first) in timers.items():
         results[peer] = (best[peer], first)
         print(f"[{peer}] {best[peer]:,.0f} env steps/s (first call incl. compile {first:.1f} s)", flush=True)
+    if args.out and results:
+        write_table(dict(results))  # partial table, in case brax runs past an outer time limit
     if "brax" in peers:
         env = make_env(args.env, economic_reward=True, episode_length=args.episode_length)
         print("[brax] running ...", flush=True)
@@ -165,55 +217,7 @@ def main(argv=None) -> int:
         print(f"[brax] {results['brax'][0]:,.0f} env steps/s (whole run incl. compile {results['brax'][1]:.1f} s)",
               flush=True)
     results = {p: results[p] for p in peers if p in results}
-
-    device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except Exception:  # pragma: no cover
-        commit = "?"
-    cmd = "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + (argv if argv is not None else sys.argv[1:]))
-    lines = [
-        f"# Training throughput: vpjax PPO vs brax PPO ({'GPU' if gpu else 'CPU'})",
-        "",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"- machine: {device}; jax {jax.__version__}; backend {jax.default_backend()}; commit {commit}",
-        f"- command: `{cmd}`",
-        f"- load average at the end (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}",
-        f"- env: `{args.env}` (episode length {env.episode_length}); robots {num_envs}, unroll {args.unroll_length}, "
-        f"minibatches {args.num_minibatches}, epochs {args.update_epochs}, networks {hidden}, "
-        f"{iterations} iterations per timed epoch, best of {args.repeats}",
-        "- measured: training env steps/s after compilation (rollout + GAE + SGD); brax: `training/sps` of its "
-        "later training epochs (brax.training.agents.ppo.train with the device_put_replicated shim)",
-        "",
-        "| peer | env steps/s | compile + first epoch (vpjax) / whole run (brax), s | ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    ref = results.get("brax", (None,))[0]
-    for peer, (sps, first) in results.items():
-        if peer == "brax":
-            ratio = "1.00 (reference)"
-        elif peer == "vpjax_noecon":
-            ratio = (f"{sps / ref:.2f}x brax" if ref else "") + (
-                f"; economic-reward overhead {100 * (sps / results['vpjax'][0] - 1):+.1f}%" if "vpjax" in results else "")
-        else:
-            ratio = f"{sps / ref:.2f}x brax" if ref else ""
-        name = {"vpjax": "vpjax PPO (economic reward on)", "vpjax_noecon": "vpjax PPO (economic_reward=False)",
-                "brax": "brax PPO (brax wrappers)"}[peer]
-        lines.append(f"| {name} | {sps:,.0f} | {first:.1f} | {ratio} |")
-    if "vpjax" in results and "vpjax_noecon" in results:
-        on, off = results["vpjax"][0], results["vpjax_noecon"][0]
-        lines += ["", f"Economic-reward overhead: {100 * (off - on) / off:.1f}% of throughput "
-                      f"(on {on:,.0f} vs off {off:,.0f} steps/s)."]
-    lines += ["", "Notes: brax's AutoResetWrapper restores a cached first state instead of resetting, and it does not "
-                  "reset the env's per-episode economic counters (units, errors, work seconds), so under brax the "
-                  "economics are not per episode; vpjax uses `envs.wrappers.AutoReset`, which resets the robot and "
-                  "carries prev_mp/episodes."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_table(results)
     return 0
 
 
