@@ -211,7 +211,8 @@ class Dishwashing(MjxTaskEnv):
 
         on_counter = height < 0.01
         speed = jnp.linalg.norm(vel, axis=-1)
-        impact = on_counter & (aux["min_vz"] < -params.break_velocity)
+        # landed (or about to, within this step) faster than the threshold
+        impact = (height < 0.02) & (aux["min_vz"] < -params.break_velocity)
         lo, hi = self.workspace
         lost = (pos[:, 0] < 0.1) | (pos[:, 0] > 0.95) | (jnp.abs(pos[:, 1]) > 0.8) | (height < -0.05)
         slot_d = jnp.linalg.norm(pos[:, None, :2] - jnp.asarray(self.slots)[None, :, :2], axis=-1)  # [N, S]

@@ -43,12 +43,19 @@ def test_jit_vmap_reset_step_do_not_recompile(name):
     a = jnp.zeros((BATCH, c.env.action_size))
     s = c.step(s, a, c.params)  # compiles
     jax.block_until_ready(s)
+    # second call, new keys, new param *values* (same structure and dtypes): no recompilation.
+    # Inputs are prepared first: eager array ops compile small kernels of their own.
+    keys = jax.random.split(jax.random.PRNGKey(1), BATCH)
+    p2 = c.params.replace(
+        money_scale=c.params.money_scale * 2.0,
+        econ=c.params.econ.replace(price_per_unit=jnp.full_like(c.params.econ.price_per_unit, 0.7)),
+    )
+    a2 = a + 0.5
+    jax.block_until_ready((keys, p2, a2))
     before = compile_count()
-    # second call, new keys, new param *values* (same structure): no recompilation
-    s2 = c.reset(jax.random.split(jax.random.PRNGKey(1), BATCH), c.params)
-    p2 = c.params.replace(money_scale=c.params.money_scale * 2.0, econ=c.params.econ.replace(price_per_unit=jnp.asarray(0.7)))
+    s2 = c.reset(keys, c.params)
     s2 = c.step(s2, a, p2)
-    s2 = c.step(s2, a + 0.5, c.params)
+    s2 = c.step(s2, a2, c.params)
     jax.block_until_ready(s2)
     assert compile_count() == before
     assert s2.obs.shape == (BATCH, c.env.observation_size)
@@ -91,10 +98,10 @@ def test_autoreset_ends_episode_and_carries_prev_mp(name):
         **s.info,
         "t": jnp.full((BATCH,), L - 1, jnp.int32),
         "steps": jnp.full((BATCH,), L - 1, s.info["steps"].dtype),
-        "units": jnp.full((BATCH,), 3.0),
-        "errors": jnp.full((BATCH,), 1.0),
-        "attempts": jnp.full((BATCH,), 4.0),
-        "prev_mp": jnp.array([0.0, 30.0]),
+        "units": jnp.full((BATCH,), 3.0, jnp.float32),  # explicit dtypes: weak types would recompile
+        "errors": jnp.full((BATCH,), 1.0, jnp.float32),
+        "attempts": jnp.full((BATCH,), 4.0, jnp.float32),
+        "prev_mp": jnp.array([0.0, 30.0], jnp.float32),
     }
     s = s.replace(info=info)
     out = c.step(s, jnp.zeros((BATCH, env.action_size)), c.params)
