@@ -406,6 +406,7 @@ class Bricklaying(MjxTaskEnv):
 SPEED = 0.30  # m/s of the commanded grasp point in free motion
 SLOW = 0.10  # m/s when descending onto a brick or into the course
 CARRY_Z = 1.00  # m, carry height of the grasp point (brick bottom ~10 cm above the bench)
+JOINT_LEAD = 0.02  # m, joint mode: how far ahead of the measured grasp point the IK target runs
 TRAVEL_LIFT = 0.08  # m: a carried brick lower than this above its resting height first goes straight up
 GRASP_ABOVE = 0.01  # m, grasp point above the brick centre (finger tips clear the bench)
 
@@ -541,7 +542,9 @@ def bricklaying_expert(env: Bricklaying):
         goal, speed, grip = goal_and_grip(state, params)
         data = state.pipeline_state
         ee = data.site_xpos[r.grasp_site[0]]
-        new = _step_toward(ee, goal, speed * env.dt)
+        # the servos lag the command: lead the measured grasp point by JOINT_LEAD (as the ee_delta
+        # target does by itself), never past the goal
+        new = _step_toward(ee, goal, speed * env.dt + JOINT_LEAD)
         q = dls_ik(data, r, 0, new, q_home[r.arm_qpos[0]])
         q = q.at[5].set(env.roll_target(data, 0, env.course_yaw))
         ids = r.arm_act[0]

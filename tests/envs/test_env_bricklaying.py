@@ -160,20 +160,7 @@ def test_expert_lays_bricks_at_human_pace_without_errors(brick, expert_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "action_mode",
-    [
-        "ee_delta",  # the default action mode: the bound of issue point 5
-        pytest.param(
-            "joint",
-            marks=pytest.mark.xfail(
-                reason="joint-mode expert is too slow: 12 bricks/h on seeds of PRNGKey(5) (measured 2026-11-26, CPU); "
-                "its IK steps from the lagging measured grasp point, not from a commanded target",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("action_mode", ["ee_delta", "joint"])
 def test_expert_full_episode_economics(action_mode):
     """A whole default episode (300 s): MPr within 0.8-1.5x MPh and e <= 5% (issue point 5)."""
     from envs.experts import make_expert, rollout
