@@ -14,9 +14,10 @@ What the economic counters count (per robot, per episode, in simulated time):
   2 cm above its resting height, counted once per dish until it is recycled. A dish that ends in an
   error without ever having been picked up also counts as an attempt (so e = errors/attempts ≤ 1).
 
-Work seconds are control steps × ``env.dt`` (no multipliers). With the defaults (washing time 45 s,
+Work seconds are control steps × ``env.dt`` (no multipliers). With the defaults (washing time 40 s,
 episode 240 s = 6000 control steps of 0.04 s) the scripted expert's cycle (fetch, lift, carry at
-0.3 m/s, wash 45 s in the sink, rack, return: ~51 s) gives 4 units per episode, 60 dishes/h = MPₕ.
+0.3 m/s, wash 40 s in the sink, rack, return: ~46 s) gives 4–5 units per episode, 60–75 dishes/h,
+i.e. 1.0–1.25 × MPₕ = 60 dishes/h.
 
 Physics note: MuJoCo's soft contacts let a dish pinched by two capsule fingers creep down slowly
 (a few mm/s), so dishes are carried low and briefly and washed resting on the sink floor while held.
@@ -76,7 +77,7 @@ class DishwashingParams(EnvParams):
             ee_step=f(0.02),
             qvel_limit=f(200.0),
             dr=DomainRandomization.create(),
-            washing_time=f(45.0),
+            washing_time=f(40.0),
             break_velocity=f(1.2),
             slot_tolerance=f(0.03),
             rest_speed=f(0.05),

@@ -104,7 +104,7 @@ def test_render_returns_rgb_frames(dish):
 
 @pytest.mark.slow
 def test_expert_default_settings_matches_human_mp(dish, expert):
-    """One full default episode (240 s, washing 45 s): MPᵣ within 0.8–1.5 MPₕ, e ≤ 5%."""
+    """One full default episode (240 s, washing 40 s): MPᵣ within 0.8–1.5 MPₕ, e ≤ 5%."""
     params = dish.params
     s = dish.fresh(20, params)
     final = None
