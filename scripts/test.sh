@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" MUJOCO_GL="${MUJOCO_GL:-egl}"
-exec python3 -m pytest -q "$@"
+# Two workers, one test file each at a time, so module-scoped compiled functions are shared.
+exec python3 -m pytest -q -n 2 --dist loadfile "$@"

@@ -104,8 +104,8 @@ def test_external_section_parsed_by_owner(tmp_path):
     class Owner:
         num_envs: int = 8
 
-    path = _write(tmp_path, "ppo:\n  num_envs: 2.5\n")
+    path = _write(tmp_path, "video_to_policy:\n  num_envs: 2.5\n")
     cfg = load_config(path)
-    with pytest.raises(ConfigError, match=r"task.yaml: ppo.num_envs = 2.5: must be an integer"):
-        cfg.section(Owner, "ppo")
+    with pytest.raises(ConfigError, match=r"task.yaml: video_to_policy.num_envs = 2.5: must be an integer"):
+        cfg.section(Owner, "video_to_policy")
     assert parse_section(RewardConfig, {"beta": 1}, "x").beta == 1.0
