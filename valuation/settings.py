@@ -17,18 +17,19 @@ from vpjax import config as vconfig
 class ValuationSettings:
     """Values from the ``data_valuation`` and ``pricing`` sections of a task config."""
 
-    task: str = "dishwashing"
-    lookback_window: int = 100
-    min_samples_for_fit: int = 10
-    confidence_level: float = 0.80
-    kappa_floor: float = 0.3
-    tier0_threshold: float = 0.5
-    tier1_threshold: float = 3.0
-    price_per_unit: float = 0.30
-    horizon_hours: float = 1000.0
-    data_sharing_discount: float = 0.15
-    trueup_period_days: int = 90
-    trueup_payment_terms: str = "net30"
+    # Defaults are the config dataclasses' own, so the two cannot drift apart.
+    task: str = vconfig.TaskConfig.task
+    lookback_window: int = vconfig.DataValuationConfig.lookback_window
+    min_samples_for_fit: int = vconfig.DataValuationConfig.min_samples_for_fit
+    confidence_level: float = vconfig.DataValuationConfig.confidence_level
+    kappa_floor: float = vconfig.DataValuationConfig.kappa_floor
+    tier0_threshold: float = vconfig.DataValuationConfig.tier0_threshold
+    tier1_threshold: float = vconfig.DataValuationConfig.tier1_threshold
+    price_per_unit: float = vconfig.PricingConfig.base_price_per_task
+    horizon_hours: float = vconfig.PricingConfig.horizon_hours
+    data_sharing_discount: float = vconfig.PricingConfig.data_sharing_discount
+    trueup_period_days: int = vconfig.PricingConfig.trueup_period_days
+    trueup_payment_terms: str = vconfig.PricingConfig.trueup_payment_terms
 
     @property
     def thresholds(self) -> tuple[float, float]:
