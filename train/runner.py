@@ -32,7 +32,8 @@ SEED_COLUMNS = ["episode", "MP_r", "e_t", "w_hat_r", "wage_parity", "productivit
 CSV_COLUMNS = SEED_COLUMNS + [
     "env_steps", "steps_per_sec", "wall_time", "member", "seed", "iteration", "episode_return", "episodes_done",
     "eval_MP_r", "eval_e_t", "eval_w_hat_r", "eval_productivity_parity", "eval_wage_parity", "eval_success_rate",
-    "eval_return", "streak", "converged", "step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"]
+    "eval_return", "streak", "converged", "step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm",
+    "stats_iteration"]
 _FROM_ENV = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
              "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
              "reward_error": "reward_error", "reward_wage": "reward_wage", "episode_return": "episode_return"}
@@ -182,16 +183,48 @@ def chunk_rows(metrics: dict, ev: dict, desc: list[dict], iteration: int, cfg: P
     return rows
 
 
-def _truncate_csv(path: Path, max_iteration: int) -> None:
-    """Drops rows logged after the checkpoint we resume from (they will be produced again)."""
+# the episode economics of a row: measured on the episodes that finished in its chunk (or its evaluation)
+_MEASURED = list(_FROM_ENV) + ["eval_MP_r", "eval_e_t", "eval_w_hat_r", "eval_productivity_parity",
+                               "eval_wage_parity", "eval_success_rate", "eval_return"]
+
+
+def carry_forward(rows: list[dict], last: dict) -> None:
+    """Fills a member's row in which nothing was measured with the last measured values, in place.
+
+    On CPU sizes (``num_eval_envs = 0``) a chunk may end before any robot finishes an episode; its
+    economics are then NaN. Like brax's metrics of the last completed episodes, the row repeats the
+    most recent measurement instead; ``stats_iteration`` says which iteration measured it (and
+    ``episodes_done = 0`` that nothing new finished). ``last`` maps member -> that measurement.
+    """
+    for r in rows:
+        m = r["member"]
+        if not np.isnan(r["eval_productivity_parity"]):
+            r["stats_iteration"] = r["iteration"]
+            last[m] = {k: r[k] for k in _MEASURED + ["stats_iteration"]}
+        elif m in last:
+            r.update(last[m])
+        else:
+            r["stats_iteration"] = -1  # nothing measured yet in this run
+
+
+def _truncate_csv(path: Path, max_iteration: int) -> dict:
+    """Drops rows logged after the checkpoint we resume from (they will be produced again).
+
+    Returns the last measurement per member among the kept rows (for :func:`carry_forward`).
+    """
     if not path.is_file():
-        return
+        return {}
     with path.open() as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if int(float(r["iteration"])) <= max_iteration]
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, CSV_COLUMNS)
         w.writeheader()
-        w.writerows(r for r in rows if int(float(r["iteration"])) <= max_iteration)
+        w.writerows(rows)
+    last: dict = {}
+    for r in rows:
+        if r.get("stats_iteration") not in (None, "", "-1"):
+            last[int(r["member"])] = {k: float(r[k]) for k in _MEASURED} | {"stats_iteration": int(float(r["stats_iteration"]))}
+    return last
 
 
 def _progress_line(rows: list[dict], env_steps: int, total: int, sps: float) -> str:
@@ -314,9 +347,10 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
             log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
     state = shard_state(state, mesh)
     chunk_fn = chunk_program(cfg, env, eval_env, state, mesh)
+    last_measured: dict = {}
     if csv_path is not None:
         if resumed_from is not None:
-            _truncate_csv(csv_path, start_iter)
+            last_measured = _truncate_csv(csv_path, start_iter)
         elif csv_path.exists():
             csv_path.unlink()
     beta = np.asarray(jax.device_get(members.econ.beta)).reshape(-1)
@@ -344,6 +378,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, *, out_dir: str | Path | 
             sps = cfg.eval_every * cfg.batch_size * len(desc) / max(dt, 1e-9)
             wall = wall_before + time.time() - t_start
             rows = chunk_rows(metrics, ev, desc, it, cfg, env_steps, sps, wall, beta)
+            carry_forward(rows, last_measured)
             result.rows.extend(rows)
             if csv_path is not None and jax.process_index() == 0:
                 new = not csv_path.exists()
