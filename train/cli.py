@@ -202,12 +202,14 @@ def print_summary(result, out: Path | None) -> None:
     for r in result.rows:
         last[r["member"]] = r
     t = Table(title=f"final evaluation ({result.env_steps:,} env steps, {result.wall_time:.0f} s, {result.stopped})")
-    for c in ("member", "seed", "MPᵣ", "e", "ŵᵣ $/h", "productivity parity", "wage parity", "success", "converged"):
+    for c in ("member", "seed", "MPᵣ", "e", "ŵᵣ $/h", "productivity parity", "wage parity", "success", "converged",
+              "measured at iteration"):
         t.add_column(c)
     for m, r in sorted(last.items()):
         t.add_row(str(m), str(r["seed"]), f"{r['eval_MP_r']:.1f}", f"{r['eval_e_t']:.3f}", f"{r['eval_w_hat_r']:.2f}",
                   f"{r['eval_productivity_parity']:.3f}", f"{r['eval_wage_parity']:.3f}",
-                  f"{r['eval_success_rate']:.2f}", "yes" if r["converged"] else "no")
+                  f"{r['eval_success_rate']:.2f}", "yes" if r["converged"] else "no",
+                  str(r["stats_iteration"]) if r["stats_iteration"] >= 0 else "no episode finished yet")
     Console().print(t)
     if out:
         Console().print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
