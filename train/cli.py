@@ -16,9 +16,6 @@ Multi-host: see ``train/MULTIHOST.md``.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import json
 import os
 import sys
 import time
@@ -91,17 +88,13 @@ def _kv(items, flag) -> dict[str, Any]:
 
 def load_factory(spec: str):
     """``module:attr`` or ``path/file.py:attr`` -> the object (an env class or factory)."""
+    from .rewards import import_module_or_file
+
     mod_name, attr = spec.rsplit(":", 1)
-    if mod_name.endswith(".py") or "/" in mod_name:
-        path = Path(mod_name)
-        if not path.is_file():
-            raise SystemExit(f"--env {spec}: file {path} not found")
-        s = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(s)
-        sys.modules[path.stem] = module
-        s.loader.exec_module(module)
-    else:
-        module = importlib.import_module(mod_name)
+    try:
+        module = import_module_or_file(mod_name)
+    except FileNotFoundError as e:
+        raise SystemExit(f"--env {spec}: {e}") from e
     if not hasattr(module, attr):
         raise SystemExit(f"--env {spec}: {mod_name} has no {attr!r}")
     return getattr(module, attr)

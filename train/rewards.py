@@ -19,6 +19,26 @@ import jax.numpy as jnp
 from vpjax import economics as E
 
 
+def import_module_or_file(name: str):
+    """Imports ``package.module`` or a file ``path/to/file.py`` (registered under its stem).
+
+    Shared by ``--reward MODULE:FUNCTION`` and ``--env MODULE:FACTORY``.
+
+    Raises:
+      FileNotFoundError: a ``.py`` path that does not exist; ImportError: an unimportable module.
+    """
+    if name.endswith(".py") or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"file {path} not found")
+        modspec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(modspec)
+        sys.modules[path.stem] = module
+        modspec.loader.exec_module(module)
+        return module
+    return importlib.import_module(name)
+
+
 def seed_reward(mp, prev_mp, err, params):
     """The seed's r = α·ΔMPᵣ/MPₕ − β·e − γ·|ŵᵣ/wₕ − 1|^q (vpjax.economics.reward_terms)."""
     return E.reward_terms(mp, prev_mp, err, params)
@@ -62,16 +82,7 @@ def resolve_reward(spec: str | None) -> Callable | None:
         raise ValueError(f"--reward {spec!r}: not a built-in ({', '.join(BUILTIN)}) nor MODULE:FUNCTION")
     mod_name, fn_name = spec.rsplit(":", 1)
     try:
-        if mod_name.endswith(".py") or "/" in mod_name:
-            path = Path(mod_name)
-            if not path.is_file():
-                raise FileNotFoundError(path)
-            modspec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(modspec)
-            sys.modules[path.stem] = module
-            modspec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(mod_name)
+        module = import_module_or_file(mod_name)
     except Exception as e:
         raise ValueError(f"--reward {spec!r}: cannot import {mod_name!r} ({type(e).__name__}: {e})") from e
     fn = getattr(module, fn_name, None)
