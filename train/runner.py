@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from vpjax import economics as E
 
 from . import checkpoint as ckpt
 from .config import PPOConfig
