@@ -12,6 +12,7 @@ pages that need one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -34,60 +35,58 @@ def make_pdf(cols: dict[str, np.ndarray], output: str | Path, title: str = "Data
     done = ~np.isnan(cols["realized_mpl_gain"])
     tiers = cols["tier"].astype(int)
     pages = 0
-    with PdfPages(out) as pdf:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        axes[0].hist(cols["novelty_score"], bins=30)
-        axes[0].set_title("novelty_score")
-        axes[1].hist(cols["causal_gain"], bins=30, color="tab:orange")
-        axes[1].set_title("causal_gain")
-        fig.suptitle(f"{title}: {len(tiers)} datapoints")
+
+    @contextlib.contextmanager
+    def page(*grid, **kw):
+        nonlocal pages
+        fig, axes = plt.subplots(*grid, **kw)
+        yield fig, axes
         pdf.savefig(fig)
         plt.close(fig)
         pages += 1
 
-        fig, ax = plt.subplots(figsize=(6, 5))
-        if done.any():
-            e, r = cols["expected_mpl_gain"][done], cols["realized_mpl_gain"][done]
-            lo, up = cols["confidence_lower"][done], cols["confidence_upper"][done]
-            ax.errorbar(e, r, xerr=[e - lo, up - e], fmt="o", ms=3, alpha=0.4, elinewidth=0.5)
-            lim = [min(e.min(), r.min()), max(e.max(), r.max())]
-            ax.plot(lim, lim, "k--", lw=1)
-            cover = np.mean((r >= lo) & (r <= up))
-            ax.set_title(f"Predicted vs realized ΔMPL (n={done.sum()}, interval coverage {cover:.0%})")
-        else:
-            ax.text(0.5, 0.5, "no realized gains yet", ha="center")
-        ax.set_xlabel("E[ΔMPL] (interval as bars)")
-        ax.set_ylabel("realized ΔMPL")
-        pdf.savefig(fig)
-        plt.close(fig)
-        pages += 1
+    with PdfPages(out) as pdf:
+        with page(1, 2, figsize=(10, 4)) as (fig, axes):
+            axes[0].hist(cols["novelty_score"], bins=30)
+            axes[0].set_title("novelty_score")
+            axes[1].hist(cols["causal_gain"], bins=30, color="tab:orange")
+            axes[1].set_title("causal_gain")
+            fig.suptitle(f"{title}: {len(tiers)} datapoints")
+
+        with page(figsize=(6, 5)) as (fig, ax):
+            if done.any():
+                e, r = cols["expected_mpl_gain"][done], cols["realized_mpl_gain"][done]
+                lo, up = cols["confidence_lower"][done], cols["confidence_upper"][done]
+                ax.errorbar(e, r, xerr=[e - lo, up - e], fmt="o", ms=3, alpha=0.4, elinewidth=0.5)
+                lim = [min(e.min(), r.min()), max(e.max(), r.max())]
+                ax.plot(lim, lim, "k--", lw=1)
+                cover = np.mean((r >= lo) & (r <= up))
+                ax.set_title(f"Predicted vs realized ΔMPL (n={done.sum()}, interval coverage {cover:.0%})")
+            else:
+                ax.text(0.5, 0.5, "no realized gains yet", ha="center")
+            ax.set_xlabel("E[ΔMPL] (interval as bars)")
+            ax.set_ylabel("realized ΔMPL")
 
         stats = tiering.tier_stats(tiers, cols["premium_quote"])
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        names = ["0 redundant", "1 context", "2 frontier"]
-        axes[0].bar(names, np.asarray(stats.count))
-        axes[0].set_title("Tier mix")
-        rows = [[names[i], int(stats.count[i]), f"{float(stats.percent[i]):.1f}%", f"${float(stats.total_value[i]):,.2f}", f"${float(stats.mean_value[i]):,.2f}"] for i in range(3)]
-        axes[1].axis("off")
-        axes[1].table(cellText=rows, colLabels=["tier", "count", "%", "premium total", "premium mean"], loc="center")
-        pdf.savefig(fig)
-        plt.close(fig)
-        pages += 1
+        with page(1, 2, figsize=(10, 4)) as (fig, axes):
+            names = ["0 redundant", "1 context", "2 frontier"]
+            axes[0].bar(names, np.asarray(stats.count))
+            axes[0].set_title("Tier mix")
+            rows = [[names[i], int(stats.count[i]), f"{float(stats.percent[i]):.1f}%", f"${float(stats.total_value[i]):,.2f}", f"${float(stats.mean_value[i]):,.2f}"] for i in range(3)]
+            axes[1].axis("off")
+            axes[1].table(cellText=rows, colLabels=["tier", "count", "%", "premium total", "premium mean"], loc="center")
 
-        fig, ax = plt.subplots(figsize=(6, 5))
-        tu = cols["trueup_amount"]
-        has = ~np.isnan(tu) & (cols["sharing_status"] == "withheld")
-        if has.any():
-            ax.scatter(cols["premium_quote"][has], tu[has], s=8, alpha=0.5)
-            ax.axhline(0, color="k", lw=1)
-            ax.set_title(f"Premiums vs true-ups (refunds ${tu[has][tu[has] > 0].sum():,.2f}, bills ${-tu[has][tu[has] < 0].sum():,.2f})")
-        else:
-            ax.text(0.5, 0.5, "no true-ups yet", ha="center")
-        ax.set_xlabel("ex-ante premium ($)")
-        ax.set_ylabel("true-up ($, + refund / − bill)")
-        pdf.savefig(fig)
-        plt.close(fig)
-        pages += 1
+        with page(figsize=(6, 5)) as (fig, ax):
+            tu = cols["trueup_amount"]
+            has = ~np.isnan(tu) & (cols["sharing_status"] == "withheld")
+            if has.any():
+                ax.scatter(cols["premium_quote"][has], tu[has], s=8, alpha=0.5)
+                ax.axhline(0, color="k", lw=1)
+                ax.set_title(f"Premiums vs true-ups (refunds ${tu[has][tu[has] > 0].sum():,.2f}, bills ${-tu[has][tu[has] < 0].sum():,.2f})")
+            else:
+                ax.text(0.5, 0.5, "no true-ups yet", ha="center")
+            ax.set_xlabel("ex-ante premium ($)")
+            ax.set_ylabel("true-up ($, + refund / − bill)")
     return pages
 
 
