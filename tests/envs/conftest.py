@@ -1,7 +1,9 @@
 """Shared, session-scoped compiled env functions (MJX compiles take minutes on 2 CPU cores).
 
-Every test of an env reuses one ``jit(vmap(reset))`` and one ``jit(vmap(AutoReset(env).step))``
-per registered env, with ``params`` as an argument so tests may vary them without recompiling.
+Every test of an env reuses one ``jit(vmap(AutoReset(env).reset))``, one
+``jit(vmap(AutoReset(env).step))`` and one ``jit(vmap(expert))`` per registered env, with ``params``
+as an argument so tests may vary them without recompiling. Long rollouts call the compiled step in a
+Python loop (a jitted scan of the step would be one more multi-minute compile).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jax.monitoring
 import pytest
 
 import envs
+from envs.experts import make_expert
 from envs.wrappers import AutoReset
 
 BATCH = 2  # robots per batch on CPU
@@ -42,12 +45,26 @@ class Compiled:
         self.name = name
         self.env = envs.make(name)
         self.params = self.env.default_params
-        self.reset = jax.jit(jax.vmap(self.env.reset, in_axes=(0, None)))
-        self.step = jax.jit(jax.vmap(AutoReset(self.env).step, in_axes=(0, 0, None)))
+        auto = AutoReset(self.env)
+        self.reset = jax.jit(jax.vmap(auto.reset, in_axes=(0, None)))
+        self.step = jax.jit(jax.vmap(auto.step, in_axes=(0, 0, None)))
+        self.expert = jax.jit(jax.vmap(make_expert(self.env), in_axes=(0, None)))
 
     def fresh(self, seed: int = 0, params=None):
         keys = jax.random.split(jax.random.PRNGKey(seed), BATCH)
         return self.reset(keys, self.params if params is None else params)
+
+    def expert_episode(self, seed: int, params=None):
+        """Both robots run the scripted expert for one whole episode (``episode_length`` steps).
+
+        Returns:
+          (state after the auto-reset, metrics of the episode's last step), batched [BATCH].
+        """
+        params = self.params if params is None else params
+        s = self.fresh(seed, params)
+        for _ in range(self.env.episode_length):
+            s = self.step(s, self.expert(s, params), params)
+        return s, s.metrics
 
 
 _CACHE: dict[str, Compiled] = {}
