@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 import pytest
 from conftest import BATCH, compile_count, compiled_env
@@ -34,6 +35,29 @@ def test_make_splits_constructor_args_and_params(name):
     right = envs.make(name)  # default: ee_delta, right arm
     assert right.action_size == 4
     assert right.observation_size > 0
+
+
+def _pairs(m):
+    """{(geom name, geom name): (friction, solref, solimp, condim)} of a model's contact pairs."""
+    name = lambda g: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, int(g))  # noqa: E731
+    return {
+        tuple(sorted((name(a), name(b)))): (tuple(m.pair_friction[i]), tuple(m.pair_solref[i]), tuple(m.pair_solimp[i]), int(m.pair_dim[i]))
+        for i, (a, b) in enumerate(zip(m.pair_geom1, m.pair_geom2))
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_single_arm_model_drops_only_the_idle_fingers_pairs(name):
+    both = _pairs(envs.make(name, arms="both").mj_model)
+    for arms, idle in (("right", "left_finger"), ("left", "right_finger")):
+        one = _pairs(envs.make(name, arms=arms).mj_model)
+        dropped = set(both) - set(one)
+        assert dropped and all(any(g.startswith(idle) for g in pair) for pair in dropped), dropped
+        assert not any(g.startswith(idle) for pair in one for g in pair)
+        assert all(both[k] == v for k, v in one.items())  # the kept pairs are unchanged
+    # 19 -> 11 in both scenes: 3 objects x 2 idle fingers + 2 idle fingers vs the surface
+    assert len(both) - len(_pairs(envs.make(name).mj_model)) == 8
+    assert len(_pairs(envs.make(name, idle_arm_contacts=True).mj_model)) == len(both)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -138,6 +162,27 @@ def test_instability_guard_resets_only_the_bad_robot(name):
     assert np.all(np.isfinite(np.asarray(out.pipeline_state.qpos)))
     out2 = c.step(out, jnp.zeros((BATCH, c.env.action_size)), c.params)
     assert np.all(np.asarray(out2.metrics["unstable"]) == 0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_brax_training_wrap_accepts_the_env_state(name):
+    """brax's ``wrappers.training.wrap`` (vmap, episode, auto-reset) traces our reset/step.
+
+    Cheap default-suite check (``jax.eval_shape`` traces without compiling: seconds instead of a
+    multi-minute MJX compile): brax's wrappers accept our State, find ``info['steps']``/``metrics``
+    and keep shapes; the slow test below runs the wrapped env for real.
+    """
+    from brax.envs.wrappers import training
+
+    env = envs.make(name)
+    wrapped = training.wrap(env, episode_length=50)
+    state = jax.eval_shape(wrapped.reset, jax.random.split(jax.random.PRNGKey(0), BATCH))
+    out = jax.eval_shape(wrapped.step, state, jax.ShapeDtypeStruct((BATCH, env.action_size), jnp.float32))
+    assert out.obs.shape == (BATCH, env.observation_size)
+    assert out.reward.shape == (BATCH,) and out.done.shape == (BATCH,)
+    assert set(out.info["episode_metrics"]) >= set(env.metric_names)
+    assert "first_pipeline_state" in out.info and "truncation" in out.info
+    assert jax.tree.structure(out.pipeline_state) == jax.tree.structure(state.pipeline_state)
 
 
 @pytest.mark.slow
