@@ -21,9 +21,13 @@ For dishwashing set ``MUJOCO_GL=egl`` (offscreen rendering); rendering costs ~20
 
 from __future__ import annotations
 
+import os
+
+# MuJoCo picks its GL backend when it is first imported: offscreen EGL unless the caller chose one
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Sequence
@@ -40,7 +44,9 @@ from . import idm as idm_mod
 from . import records as R
 from . import sim
 
-DEFAULTS = {"point": {"size": 32, "steps": 40}, "dishwashing": {"size": 64, "steps": 100}}
+DEFAULTS = {"point": {"size": 32, "steps": 40}, "dishwashing": {"size": 64, "steps": 100},
+            "dishwashing_reduced": {"size": sim.REDUCED_DISHWASHING["size"],
+                                    "steps": sim.REDUCED_DISHWASHING["episode_length"]}}
 
 
 def _console():

@@ -1,7 +1,9 @@
 """Task adapters (env + scripted expert + proprioception + renderer) and demonstration collection.
 
 ``get_task("dishwashing")`` wraps ``envs.make("dishwashing")``, the scripted expert of
-``envs.experts`` and the env's offscreen renderer; ``get_task("point")`` is the reduced task of
+``envs.experts`` and a MuJoCo offscreen renderer; ``get_task("dishwashing_reduced")`` is the same
+scene with the documented CPU-sized settings of :data:`REDUCED_DISHWASHING` (a 2 s washing time, so
+the expert finishes a dish every ~8 s instead of ~46 s); ``get_task("point")`` is the reduced task of
 :mod:`.toy` (pure-JAX renderer) used by the fast tests. Everything downstream (collection, training,
 evaluation) only talks to a :class:`Task`.
 """
@@ -45,7 +47,26 @@ class Task:
         return int(self.env.action_size)
 
 
-TASKS = ("point", "dishwashing")
+TASKS = ("point", "dishwashing", "dishwashing_reduced")
+
+#: "Reduced dishwashing": the full dishwashing scene, robot, expert and counters, with a washing time of
+#: 2 s instead of 40 s, so that the scripted expert racks a washed dish every ~200 control steps (8 s)
+#: and a 400-step (16 s) episode holds two complete units. The human reference is rescaled the same way:
+#: the seed's MPₕ = 60 dishes/h is 60 s a dish, 40 s of it washing, i.e. 20 s of handling; a human
+#: doing the reduced task takes 20 s + washing_time = 22 s a dish, MPₕ = 3600/22 = 163.6 dishes/h. The
+#: price per dish is rescaled so that p·MPₕ = wₕ = $18/h as in the seed (p = $0.11); the damage cost
+#: ($1/error) and the parity tolerances are unchanged.
+REDUCED_DISHWASHING = {"washing_time": 2.0, "human_handling_s": 20.0, "episode_length": 400, "size": 64}
+
+
+def reduced_dishwashing_overrides(washing_time: float = REDUCED_DISHWASHING["washing_time"],
+                                  human_handling_s: float = REDUCED_DISHWASHING["human_handling_s"]) -> dict:
+    """``envs.make("dishwashing", **overrides)`` keywords of the reduced task (see :data:`REDUCED_DISHWASHING`)."""
+    if washing_time <= 0 or human_handling_s <= 0:
+        raise ValueError(f"reduced dishwashing: washing_time={washing_time} and human_handling_s={human_handling_s} "
+                         "must be > 0")
+    human_mp = 3600.0 / (human_handling_s + washing_time)
+    return {"washing_time": float(washing_time), "econ": {"human_mp": human_mp, "price_per_unit": 18.0 / human_mp}}
 
 
 def get_task(name: str, episode_length: int | None = None, **env_kwargs) -> Task:
@@ -57,10 +78,48 @@ def get_task(name: str, episode_length: int | None = None, **env_kwargs) -> Task
                     env.proprio_size)
     if name == "dishwashing":
         return _dishwashing(episode_length, **env_kwargs)
+    if name == "dishwashing_reduced":
+        kw = {**reduced_dishwashing_overrides(), **env_kwargs}
+        return _dishwashing(episode_length or REDUCED_DISHWASHING["episode_length"], task_name=name, **kw)
     raise ValueError(f"task {name!r}: unknown; known tasks: {TASKS}")
 
 
-def _dishwashing(episode_length: int | None, camera: str = "overview", **env_kwargs) -> Task:
+class FrameRenderer:
+    """MuJoCo offscreen renderer of one model, kept open across calls, without shadows and reflections.
+
+    ``envs`` ``env.render`` opens a new ``mujoco.Renderer`` per call (~0.4 s) and draws shadows; on this
+    machine's software EGL the 2048² shadow map makes a 64×64 frame cost ~200 ms, ~20 ms without it.
+    Evaluation renders N frames at every control step, so both costs matter. Frames are what a camera
+    sees (the same scene, lighting without cast shadows); collection and evaluation share this path.
+    """
+
+    def __init__(self, model, size: int, camera: str):
+        import mujoco
+
+        self._mujoco, self.model, self.camera = mujoco, model, camera
+        self.data = mujoco.MjData(model)
+        self.renderer = mujoco.Renderer(model, height=size, width=size)
+        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX"):
+            self.renderer.scene.flags[getattr(mujoco.mjtRndFlag, flag)] = 0
+        self._flags = np.array(self.renderer.scene.flags)
+        import atexit
+
+        atexit.register(self.renderer.close)  # close the GL context before interpreter teardown
+
+    def __call__(self, qpos: np.ndarray) -> np.ndarray:
+        """qpos [N, nq] -> uint8 [N, size, size, 3]."""
+        mj, out = self._mujoco, []
+        for q in np.asarray(qpos, np.float64).reshape(-1, self.model.nq):
+            self.data.qpos[:] = q
+            mj.mj_forward(self.model, self.data)
+            self.renderer.update_scene(self.data, camera=self.camera)
+            self.renderer.scene.flags[:] = self._flags  # update_scene may reset the flags to the model's
+            out.append(self.renderer.render().copy())
+        return np.stack(out)
+
+
+def _dishwashing(episode_length: int | None, camera: str = "overview", task_name: str = "dishwashing",
+                 **env_kwargs) -> Task:
     try:
         import envs
         from envs import experts
@@ -81,11 +140,15 @@ def _dishwashing(episode_length: int | None, camera: str = "overview", **env_kwa
         """Robot joint angles (waist, arms, fingers): what a pose estimator would read off the video."""
         return state.pipeline_state.qpos[qpos_idx].astype(jnp.float32)
 
-    def render(states, size):
-        # env.render takes states with a leading time axis and renders each through MuJoCo (EGL)
-        return np.asarray(env.render(states, camera=camera, width=size, height=size))
+    renderers = {}
 
-    return Task("dishwashing", env, expert, proprio, render, int(qpos_idx.shape[0]))
+    def render(states, size):
+        # states carry a leading batch/time axis; one open renderer per frame size (set MUJOCO_GL=egl)
+        if size not in renderers:
+            renderers[size] = FrameRenderer(env.mj_model, size, camera)
+        return renderers[size](np.asarray(states.pipeline_state.qpos))
+
+    return Task(task_name, env, expert, proprio, render, int(qpos_idx.shape[0]))
 
 
 def make_rollout(task: Task, steps: int):
