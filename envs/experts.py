@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from envs.base import FINGER_OPEN, dls_ik
+from envs.base import dls_ik
 
 Policy = Callable[[Any, Any], jax.Array]
 
@@ -148,7 +148,6 @@ def dishwashing_expert(env) -> Policy:
             return jnp.concatenate([a_waist[None], right, a_left, jnp.ones(1)])
         return right
 
-    del FINGER_OPEN
     return joint_policy
 
 
