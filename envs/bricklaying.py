@@ -39,7 +39,6 @@ Run ``python -m envs.bricklaying --expert --render out.mp4`` for a video of the 
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -575,75 +574,9 @@ _register_expert()
 
 
 def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Roll out the bricklaying env (scripted expert or random actions) and optionally render a video.")
-    parser.add_argument("--expert", action="store_true", help="drive the robot with the scripted expert (default: random actions)")
-    parser.add_argument("--render", metavar="OUT.mp4", default=None, help="write an MP4 (needs MUJOCO_GL=egl or osmesa and imageio-ffmpeg)")
-    parser.add_argument("--seconds", type=float, default=None, help="simulated seconds to roll out (default: one episode)")
-    parser.add_argument("--camera", default="overview", help="camera name (overview, front)")
-    parser.add_argument("--fps", type=int, default=25, help="video frames per simulated second")
-    parser.add_argument("--size", default="480x360", help="video WxH")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        w, h = (int(x) for x in args.size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--size: expected WxH like 480x360, got {args.size!r}")
-    if args.seconds is not None and args.seconds <= 0:
-        parser.error(f"--seconds: must be > 0, got {args.seconds}")
+    from envs.cli import main
 
-    from rich.progress import Progress
-
-    env = Bricklaying()
-    n = env.episode_length if args.seconds is None else int(round(args.seconds / env.dt))
-    policy = bricklaying_expert(env) if args.expert else None
-    key = jax.random.PRNGKey(args.seed)
-    key, k_reset = jax.random.split(key)
-    state = jax.jit(env.reset)(k_reset)
-    chunk = 50
-
-    @jax.jit
-    def run(state, key):
-        def body(s, k):
-            a = policy(s, env.default_params) if policy is not None else jax.random.uniform(k, (env.action_size,), minval=-1, maxval=1)
-            s = env.step(s, a)
-            return s, s.pipeline_state.qpos
-
-        return jax.lax.scan(body, state, jax.random.split(key, chunk))
-
-    qs, done = [], 0
-    with Progress() as progress:
-        task = progress.add_task("rollout (first chunk compiles)", total=n)
-        while done < n:
-            key, k = jax.random.split(key)
-            state, q = run(state, k)
-            qs.append(np.asarray(q))
-            done += chunk
-            progress.update(task, advance=chunk)
-    m = state.metrics
-    print(
-        f"simulated {done * env.dt:.1f} s: units {float(m['units']):.0f}, errors {float(m['errors']):.0f}, "
-        f"attempts {float(m['attempts']):.0f}, MP {float(m['mp']):.1f}/h "
-        f"(parity {float(m['productivity_parity']):.2f}), error rate {float(m['error_rate']):.3f}"
-    )
-    if args.render:
-        import imageio
-
-        qpos = np.concatenate(qs)[:n]
-        every = max(1, int(round(1.0 / (args.fps * env.dt))))
-        frames = []
-        d = mujoco.MjData(env.mj_model)
-        todo = qpos[::every]
-        with mujoco.Renderer(env.mj_model, height=h, width=w) as renderer, Progress() as progress:
-            task = progress.add_task("rendering", total=len(todo))
-            for q in todo:
-                d.qpos[:] = q
-                mujoco.mj_forward(env.mj_model, d)
-                renderer.update_scene(d, camera=args.camera)
-                frames.append(renderer.render().copy())
-                progress.update(task, advance=1)
-        imageio.mimwrite(args.render, frames, fps=int(round(1.0 / (every * env.dt))))
-        print(f"wrote {args.render} ({len(frames)} frames)")
-    return 0
+    return main("bricklaying", argv, cameras="overview, front, head")
 
 
 if __name__ == "__main__":
