@@ -156,6 +156,31 @@ class EnvParams:
     qvel_limit: Array
     dr: DomainRandomization
 
+    @classmethod
+    def build(
+        cls,
+        econ: EconParams,
+        shaping_scales: Mapping[str, float],
+        dr: DomainRandomization,
+        task: Mapping[str, float],
+        overrides: Mapping[str, Any] | None = None,
+    ) -> "EnvParams":
+        """A task's params: the shared defaults (shaping weight 1, money scale 10, IK step 2 cm,
+        qvel limit 200) plus the task's ``shaping_scales`` and constants ``task`` (float32 leaves),
+        then ``overrides`` applied with :func:`override_params` (unknown keys raise ValueError)."""
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        params = cls(
+            econ=econ,
+            shaping_scales={k: f(v) for k, v in shaping_scales.items()},
+            shaping_weight=f(1.0),
+            money_scale=f(10.0),
+            ee_step=f(0.02),
+            qvel_limit=f(200.0),
+            dr=dr,
+            **{k: f(v) for k, v in task.items()},
+        )
+        return override_params(params, overrides) if overrides else params
+
 
 def _as_leaf(name: str, value: Any, like: Array) -> Array:
     try:

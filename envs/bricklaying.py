@@ -47,7 +47,7 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, FINGER_OPEN, DomainRandomization, EnvParams, MjxTaskEnv, dls_ik, override_params, pair_touching
+from envs.base import ASSETS, FINGER_OPEN, DomainRandomization, EnvParams, MjxTaskEnv, dls_ik, pair_touching
 from vpjax.economics import EconParams
 
 Array = jax.Array
@@ -91,27 +91,15 @@ class BricklayingParams(EnvParams):
 
     @classmethod
     def create(cls, econ: EconParams | None = None, **kw: Any) -> "BricklayingParams":
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        base = dict(
+        """Default params; ``kw`` overrides fields (see :func:`envs.base.override_params`)."""
+        return cls.build(
             econ=_bricklaying_econ() if econ is None else econ,
-            shaping_scales={"reach": f(0.02), "grasp": f(0.05), "mortar": f(0.05), "place": f(0.1)},
-            shaping_weight=f(1.0),
-            money_scale=f(10.0),
-            ee_step=f(0.02),
-            qvel_limit=f(200.0),
+            shaping_scales={"reach": 0.02, "grasp": 0.05, "mortar": 0.05, "place": 0.1},
             # pallet bricks are stacked square: small yaw jitter only (the base default is a full turn)
             dr=DomainRandomization.create(object_yaw=0.05),
-            mortar_time=f(40.0),
-            drop_velocity=f(0.8),
-            pos_tolerance=f(0.02),
-            orient_tolerance=f(0.15),
-            wall_zone=f(0.08),
-            rest_speed=f(0.03),
+            task=dict(mortar_time=40.0, drop_velocity=0.8, pos_tolerance=0.02, orient_tolerance=0.15, wall_zone=0.08, rest_speed=0.03),
+            overrides=kw,
         )
-        params = cls(**base)
-        if kw:
-            params = override_params(params, kw)
-        return params
 
 
 class Bricklaying(MjxTaskEnv):

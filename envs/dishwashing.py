@@ -67,26 +67,14 @@ class DishwashingParams(EnvParams):
 
     @classmethod
     def create(cls, econ: EconParams | None = None, **kw: Any) -> "DishwashingParams":
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        base = dict(
+        """Default params; ``kw`` overrides fields (see :func:`envs.base.override_params`)."""
+        return cls.build(
             econ=EconParams.create() if econ is None else econ,
-            shaping_scales={"reach": f(0.02), "grasp": f(0.05), "wash": f(0.05), "place": f(0.1)},
-            shaping_weight=f(1.0),
-            money_scale=f(10.0),
-            ee_step=f(0.02),
-            qvel_limit=f(200.0),
+            shaping_scales={"reach": 0.02, "grasp": 0.05, "wash": 0.05, "place": 0.1},
             dr=DomainRandomization.create(),
-            washing_time=f(40.0),
-            break_velocity=f(1.2),
-            slot_tolerance=f(0.03),
-            rest_speed=f(0.05),
+            task=dict(washing_time=40.0, break_velocity=1.2, slot_tolerance=0.03, rest_speed=0.05),
+            overrides=kw,
         )
-        params = cls(**base)
-        if kw:
-            from envs.base import override_params
-
-            params = override_params(params, kw)
-        return params
 
 
 class Dishwashing(MjxTaskEnv):
