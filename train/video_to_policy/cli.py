@@ -16,7 +16,16 @@ or step by step::
     python -m train.video_to_policy value    --data runs/v2p
 
 Checkpoints go to ``<data>/<name>/`` by default (``idm``, ``bc_idm``, ``bc_true``, ``diffusion``, ``ppo``).
-For dishwashing set ``MUJOCO_GL=egl`` (offscreen rendering); rendering costs ~20 ms a frame on a CPU.
+
+Reduced dishwashing (``--task dishwashing_reduced``: the dishwashing scene with a 2 s washing time,
+400-step = 16 s episodes, 64x64 frames, human reference MPₕ = 3600/(20 + 2) dishes/h at p = $0.11; see
+``sim.REDUCED_DISHWASHING``), the documented CPU run (2 shared cores, ~60-70 min under load)::
+
+    MUJOCO_GL=egl python -m train.video_to_policy chain --task dishwashing_reduced --out runs/v2p_dish \
+        --demos 16 --play 16 --idm-steps 600 --bc-steps 600 --diffusion-steps 1000 --ppo-iterations 40 --episodes 8
+
+Rendering uses MuJoCo's offscreen renderer; ``MUJOCO_GL`` defaults to ``egl`` (set before MuJoCo is
+imported). A 64x64 frame costs ~12-20 ms on a CPU (software EGL, shadows off).
 """
 
 from __future__ import annotations
@@ -242,12 +251,12 @@ def cmd_finetune(a, log, ctx: Context | None = None) -> dict:
     k_d, k_p = jax.random.split(jax.random.PRNGKey(a.seed))
     t0 = time.time()
     pol, norm, mse = ft.distill(ctx.task, teacher, cfg, k_d, episodes=a.distill_episodes, size=ctx.size,
-                                steps=a.distill_steps)
+                                steps=a.distill_steps, init_std=a.init_std)
     log(f"distilled the cloned video policy into PPO's policy network: action MSE {mse:.4f} ({time.time() - t0:.0f}s)")
     n_chunks = max(1, a.iterations // a.eval_every)
     with common.Progress("PPO fine-tune", n_chunks, a.quiet) as bar:
-        state, evals = ft.finetune(ctx.task, cfg, pol, norm, k_p, chunks=n_chunks,
-                                   progress=lambda i, e: bar.update(i, info=f"MPᵣ {e['mp']:.1f} prod {e['productivity_parity']:.2f}"))
+        state, evals = ft.finetune(ctx.task, cfg, pol, norm, k_p, chunks=n_chunks, critic_warmup=a.critic_warmup,
+                                   freeze_norm=not a.no_freeze_norm, progress=lambda i, e: bar.update(i, info=f"MPᵣ {e['mp']:.1f} prod {e['productivity_parity']:.2f}"))
     path = ctx.path(a.out, "ppo")
     variables = {"policy": state.params["policy"], "norm": ft.norm_to_dict(state.norm),
                  "distilled": pol, "distilled_norm": ft.norm_to_dict(norm)}
@@ -425,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--value-hidden", type=_ints, default=(64, 64))
     f.add_argument("--distill-episodes", type=int, default=8)
     f.add_argument("--distill-steps", type=int, default=400)
+    f.add_argument("--init-std", type=float, default=0.3,
+                   help="std (pre-tanh) the distilled policy starts PPO with (default 0.3)")
+    f.add_argument("--critic-warmup", type=int, default=0,
+                   help="chunks of --eval-every iterations that train only the critic first (default 0)")
+    f.add_argument("--no-freeze-norm", action="store_true",
+                   help="let PPO move the observation statistics the distilled policy was fitted with")
     f.add_argument("--out", default=None, help="checkpoint folder (default <data>/ppo)")
 
     e = base("evaluate", "MPᵣ, e, ŵᵣ and parities of the expert and every trained policy; table + plot")

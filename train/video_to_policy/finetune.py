@@ -64,8 +64,22 @@ def distill(task: Task, teacher: PolicySpec, cfg: PPOConfig, key: jax.Array, epi
     return params, norm, mse
 
 
+def freeze_stats(norm: RunningStats, weight: float = 1e6) -> RunningStats:
+    """``norm`` with the same mean and std but ``weight`` times the sample count.
+
+    PPO keeps updating its running observation statistics; the distilled policy was fitted on inputs
+    standardized with ``norm``, and after a few hundred PPO batches the teacher's statistics would weigh
+    only a few per cent, so the same policy weights would see shifted inputs. A large count keeps the
+    statistics (practically) fixed without changing the trainer.
+    """
+    count = norm.count * weight
+    # RunningStats.std = sqrt(m2 / (count - 1)): rescale m2 so that the std is exactly the same
+    m2 = norm.m2 * (count - 1.0) / jnp.maximum(norm.count - 1.0, 1.0)
+    return RunningStats(mean=norm.mean, m2=m2, count=count)
+
+
 def finetune(task: Task, cfg: PPOConfig, init_policy, init_norm: RunningStats | None, key: jax.Array,
-             chunks: int | None = None, progress=None):
+             chunks: int | None = None, progress=None, critic_warmup: int = 0, freeze_norm: bool = True):
     """PPO from the distilled policy.
 
     Args:
@@ -74,22 +88,33 @@ def finetune(task: Task, cfg: PPOConfig, init_policy, init_norm: RunningStats | 
       init_policy: policy params from :func:`distill` (None = PPO from scratch, the control).
       init_norm: observation statistics matching ``init_policy``.
       key: PRNG key.
-      chunks: evaluation chunks to run (default all of ``cfg``).
+      chunks: evaluation chunks to run after the warm-up (None: all of ``cfg``; 0: only the warm-up).
       progress: optional callable(i, eval dict) after each chunk.
+      critic_warmup: chunks run first with the policy reset to ``init_policy`` after each one, so that
+        only the value function learns (on the cloned policy's own returns). A random critic gives
+        random advantages, and the first PPO updates then move the cloned policy at random.
+      freeze_norm: keep ``init_norm`` (practically) fixed during PPO (see :func:`freeze_stats`).
 
     Returns:
-      (final TrainState, list of evaluation dicts).
+      (final TrainState, list of evaluation dicts of the chunks after the warm-up).
     """
+    if critic_warmup and init_policy is None:
+        raise ValueError("critic_warmup needs init_policy (there is no policy to hold fixed)")
     tr = make_train(cfg, task.env)
     state = tr.init(key)
     if init_policy is not None:
         state = state.replace(params={**state.params, "policy": init_policy})
         state = state.replace(opt_state=tr.optimizer.init(state.params))
     if init_norm is not None:
-        state = state.replace(norm=init_norm)
+        state = state.replace(norm=freeze_stats(init_norm) if freeze_norm else init_norm)
     chunk = jax.jit(tr.chunk)
+    for _ in range(critic_warmup):
+        state, _, _ = chunk(state)
+        state = state.replace(params={**state.params, "policy": init_policy})
+    if critic_warmup:  # fresh Adam moments: the policy's moments came from updates that were discarded
+        state = state.replace(opt_state=tr.optimizer.init(state.params))
     evals = []
-    for i in range(chunks or tr.num_chunks):
+    for i in range(tr.num_chunks if chunks is None else chunks):
         state, _, ev = chunk(state)
         ev = {k: float(v) for k, v in jax.device_get(ev).items()}
         evals.append(ev)
@@ -116,4 +141,4 @@ def norm_from_dict(d) -> RunningStats:
     return RunningStats(mean=jnp.asarray(d["mean"]), m2=jnp.asarray(d["m2"]), count=jnp.asarray(d["count"]))
 
 
-__all__ = ["distill", "finetune", "obs_policy_spec", "norm_to_dict", "norm_from_dict"]
+__all__ = ["distill", "finetune", "freeze_stats", "obs_policy_spec", "norm_to_dict", "norm_from_dict"]
