@@ -47,7 +47,8 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, FINGER_OPEN, DomainRandomization, EnvParams, MjxTaskEnv, dls_ik, pair_touching
+from envs.base import ASSETS, FINGER_OPEN, DomainRandomization, EnvParams, MjxTaskEnv, pair_touching
+from envs.experts import goal_policy
 from vpjax.economics import EconParams
 
 Array = jax.Array
@@ -398,12 +399,6 @@ TRAVEL_LIFT = 0.08  # m: a carried brick lower than this above its resting heigh
 GRASP_ABOVE = 0.01  # m, grasp point above the brick centre (finger tips clear the bench)
 
 
-def _step_toward(cur: Array, goal: Array, max_step: Array) -> Array:
-    d = goal - cur
-    n = jnp.linalg.norm(d)
-    return cur + d * jnp.minimum(1.0, max_step / jnp.maximum(n, 1e-9))
-
-
 def bricklaying_expert(env: Bricklaying):
     """Phase machine for the right arm of :class:`Bricklaying`; returns ``(state, params) -> action``.
 
@@ -508,44 +503,12 @@ def bricklaying_expert(env: Bricklaying):
         grip = jnp.where(any_held, carry_grip, fetch_grip)
         return goal, speed, grip
 
-    if env.action_mode == "ee_delta":
+    # joint mode: the servos lag the command, so the IK target leads the measured grasp point by
+    # JOINT_LEAD (as the ee_delta target does by itself), and the wrist is squared to the course
+    def square_wrist(data, q):
+        return q.at[5].set(env.roll_target(data, 0, env.course_yaw))
 
-        def policy(state, params):
-            goal, speed, grip = goal_and_grip(state, params)
-            target = state.info["ee_target"][0]
-            new = _step_toward(target, goal, speed * env.dt)
-            delta = jnp.clip((new - target) / params.ee_step, -1.0, 1.0)
-            right = jnp.concatenate([delta, grip[None]])
-            if env.arms == "both":
-                return jnp.concatenate([right, jnp.array([0.0, 0.0, 0.0, 1.0])])
-            return right
-
-        return policy
-
-    lo, hi = jnp.asarray(r.ctrl_low), jnp.asarray(r.ctrl_high)
-    q_home = jnp.asarray(env.home_qpos)
-
-    def joint_policy(state, params):
-        goal, speed, grip = goal_and_grip(state, params)
-        data = state.pipeline_state
-        ee = data.site_xpos[r.grasp_site[0]]
-        # the servos lag the command: lead the measured grasp point by JOINT_LEAD (as the ee_delta
-        # target does by itself), never past the goal
-        new = _step_toward(ee, goal, speed * env.dt + JOINT_LEAD)
-        q = dls_ik(data, r, 0, new, q_home[r.arm_qpos[0]])
-        q = q.at[5].set(env.roll_target(data, 0, env.course_yaw))
-        ids = r.arm_act[0]
-        a_arm = 2.0 * (q - lo[ids]) / (hi[ids] - lo[ids]) - 1.0
-        right = jnp.concatenate([jnp.clip(a_arm, -1.0, 1.0), grip[None]])
-        if env.arms == "both":
-            w = r.waist_act
-            a_waist = 2.0 * (q_home[r.waist_qpos] - lo[w]) / (hi[w] - lo[w]) - 1.0
-            ids_l = r.arm_act[1]
-            a_left = 2.0 * (q_home[r.arm_qpos[1]] - lo[ids_l]) / (hi[ids_l] - lo[ids_l]) - 1.0
-            return jnp.concatenate([a_waist[None], right, a_left, jnp.ones(1)])
-        return right
-
-    return joint_policy
+    return goal_policy(env, goal_and_grip, joint_lead=JOINT_LEAD, wrist=square_wrist)
 
 
 def _register_expert() -> None:

@@ -31,6 +31,63 @@ def _step_toward(cur: jax.Array, goal: jax.Array, max_step: jax.Array) -> jax.Ar
     return cur + d * jnp.minimum(1.0, max_step / jnp.maximum(n, 1e-9))
 
 
+def goal_policy(
+    env,
+    goal_and_grip: Callable[[Any, Any], tuple[jax.Array, jax.Array, jax.Array]],
+    joint_lead: float = 0.0,
+    wrist: Callable[[Any, jax.Array], jax.Array] | None = None,
+) -> Policy:
+    """The right arm's action from a phase machine's Cartesian goal, for the env's action mode.
+
+    Args:
+      env: the (unwrapped) env; its ``action_mode`` and ``arms`` pick the action layout.
+      goal_and_grip: ``(state, params) -> (goal [3] m, speed [] m/s, grip [] in {-1 close, 1 open})``.
+      joint_lead: joint mode: metres the IK target runs ahead of the measured grasp point beyond one
+        step at ``speed`` (the position servos lag the command; ee_delta targets lead by themselves).
+      wrist: joint mode: ``(data, q [6]) -> q [6]`` adjusting the IK's arm targets (e.g. the roll).
+    Returns:
+      ``(state, params) -> action``; with ``arms="both"`` the left arm holds its home pose, gripper open.
+    """
+    r = env.robot
+    if env.action_mode == "ee_delta":
+
+        def policy(state, params):
+            goal, speed, grip = goal_and_grip(state, params)
+            target = state.info["ee_target"][0]
+            new = _step_toward(target, goal, speed * env.dt)
+            delta = jnp.clip((new - target) / params.ee_step, -1.0, 1.0)
+            right = jnp.concatenate([delta, grip[None]])
+            if env.arms == "both":
+                return jnp.concatenate([right, jnp.array([0.0, 0.0, 0.0, 1.0])])
+            return right
+
+        return policy
+
+    lo, hi = jnp.asarray(r.ctrl_low), jnp.asarray(r.ctrl_high)
+    q_home = jnp.asarray(env.home_qpos)
+
+    def joint_policy(state, params):
+        goal, speed, grip = goal_and_grip(state, params)
+        data = state.pipeline_state
+        ee = data.site_xpos[r.grasp_site[0]]
+        new = _step_toward(ee, goal, speed * env.dt + joint_lead)
+        q = dls_ik(data, r, 0, new, q_home[r.arm_qpos[0]])
+        if wrist is not None:
+            q = wrist(data, q)
+        ids = r.arm_act[0]
+        a_arm = 2.0 * (q - lo[ids]) / (hi[ids] - lo[ids]) - 1.0
+        right = jnp.concatenate([jnp.clip(a_arm, -1.0, 1.0), grip[None]])
+        if env.arms == "both":
+            w = r.waist_act
+            a_waist = 2.0 * (q_home[r.waist_qpos] - lo[w]) / (hi[w] - lo[w]) - 1.0
+            ids_l = r.arm_act[1]
+            a_left = 2.0 * (q_home[r.arm_qpos[1]] - lo[ids_l]) / (hi[ids_l] - lo[ids_l]) - 1.0
+            return jnp.concatenate([a_waist[None], right, a_left, jnp.ones(1)])
+        return right
+
+    return joint_policy
+
+
 def dishwashing_expert(env) -> Policy:
     """Phase machine for the right arm of :class:`envs.dishwashing.Dishwashing`.
 
@@ -113,47 +170,11 @@ def dishwashing_expert(env) -> Policy:
         grip = jnp.where(any_held, carry_grip, fetch_grip)
         return goal, speed, grip
 
-    if env.action_mode == "ee_delta":
-
-        def policy(state, params):
-            goal, speed, grip = goal_and_grip(state, params)
-            target = state.info["ee_target"][0]
-            new = _step_toward(target, goal, speed * env.dt)
-            delta = jnp.clip((new - target) / params.ee_step, -1.0, 1.0)
-            right = jnp.concatenate([delta, grip[None]])
-            if env.arms == "both":
-                return jnp.concatenate([right, jnp.array([0.0, 0.0, 0.0, 1.0])])
-            return right
-
-        return policy
-
-    lo, hi = jnp.asarray(r.ctrl_low), jnp.asarray(r.ctrl_high)
-    q_home = jnp.asarray(env.home_qpos)
-
-    def joint_policy(state, params):
-        goal, speed, grip = goal_and_grip(state, params)
-        data = state.pipeline_state
-        ee = data.site_xpos[r.grasp_site[0]]
-        new = _step_toward(ee, goal, speed * env.dt)
-        q = dls_ik(data, r, 0, new, q_home[r.arm_qpos[0]])
-        ids = r.arm_act[0]
-        a_arm = 2.0 * (q - lo[ids]) / (hi[ids] - lo[ids]) - 1.0
-        right = jnp.concatenate([jnp.clip(a_arm, -1.0, 1.0), grip[None]])
-        if env.arms == "both":
-            w = r.waist_act
-            a_waist = 2.0 * (q_home[r.waist_qpos] - lo[w]) / (hi[w] - lo[w]) - 1.0
-            left_q = q_home[r.arm_qpos[1]]
-            ids_l = r.arm_act[1]
-            a_left = 2.0 * (left_q - lo[ids_l]) / (hi[ids_l] - lo[ids_l]) - 1.0
-            return jnp.concatenate([a_waist[None], right, a_left, jnp.ones(1)])
-        return right
-
-    return joint_policy
+    return goal_policy(env, goal_and_grip)
 
 
 EXPERTS: dict[str, Callable[[Any], Policy]] = {
-    "dishwashing": dishwashing_expert,
-    # "bricklaying": bricklaying_expert,  # added by the bricklaying engineer
+    "dishwashing": dishwashing_expert,  # envs/bricklaying.py registers "bricklaying" on import
 }
 
 
