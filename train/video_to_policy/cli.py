@@ -21,8 +21,12 @@ Reduced dishwashing (``--task dishwashing_reduced``: the dishwashing scene with 
 400-step = 16 s episodes, 64x64 frames, human reference MPₕ = 3600/(20 + 2) dishes/h at p = $0.11; see
 ``sim.REDUCED_DISHWASHING``), the documented CPU run (2 shared cores, ~60-70 min under load)::
 
-    MUJOCO_GL=egl python -m train.video_to_policy chain --task dishwashing_reduced --out runs/v2p_dish \
-        --demos 16 --play 16 --idm-steps 600 --bc-steps 600 --diffusion-steps 1000 --ppo-iterations 40 --episodes 8
+    MUJOCO_GL=egl python -m train.video_to_policy chain --task dishwashing_reduced --out runs/v2p_dish \\
+        --demos 16 --play 16 --noise 0.1 --random-frac 0.05 --idm-steps 600 --bc-steps 600 \\
+        --diffusion-steps 1000 --ppo-iterations 40 --episodes 8
+
+(play noise 0.1 and 5 % random actions: with the point task's 0.3 and 20 % the perturbed expert never
+holds a dish, so the IDM never sees a closed hand and fails on the demos, R² < 0.)
 
 Rendering uses MuJoCo's offscreen renderer; ``MUJOCO_GL`` defaults to ``egl`` (set before MuJoCo is
 imported). A 64x64 frame costs ~12-20 ms on a CPU (software EGL, shadows off).
@@ -344,7 +348,7 @@ def cmd_chain(a, log) -> dict:
     if not (a.reuse and os.path.exists(os.path.join(a.out, "index.json"))):
         cmd_collect(sub("collect", "--task", a.task, "--out", a.out, "--demos", str(a.demos), "--play", str(a.play),
                         *(["--size", str(a.size)] if a.size else []), *(["--steps", str(a.steps)] if a.steps else []),
-                        "--seed", str(a.seed)), log)
+                        "--noise", str(a.noise), "--random-frac", str(a.random_frac), "--seed", str(a.seed)), log)
     ctx = Context(a.out)
     s = str
     cmd_idm(sub("idm", "--data", a.out, "--steps", s(a.idm_steps)), log, ctx)
@@ -354,7 +358,8 @@ def cmd_chain(a, log) -> dict:
         cmd_diffusion(sub("diffusion", "--data", a.out, "--labels", "idm", "--steps", s(a.diffusion_steps)), log, ctx)
     if a.ppo_iterations > 0:
         cmd_finetune(sub("finetune", "--data", a.out, "--iterations", s(a.ppo_iterations)), log, ctx)
-    res = cmd_evaluate(sub("evaluate", "--data", a.out, "--episodes", s(a.episodes), "--random"), log, ctx)
+    res = cmd_evaluate(sub("evaluate", "--data", a.out, "--episodes", s(a.episodes), "--random",
+                           *(["--distilled"] if a.ppo_iterations > 0 else [])), log, ctx)
     cmd_value(sub("value", "--data", a.out), log, ctx)
     log(f"chain done in {time.time() - t0:.0f}s")
     return res
@@ -470,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--play", type=int, default=24)
     ch.add_argument("--size", type=int, default=None)
     ch.add_argument("--steps", type=int, default=None)
+    ch.add_argument("--noise", type=float, default=0.3, help="play: Gaussian action noise (default 0.3)")
+    ch.add_argument("--random-frac", type=float, default=0.2, help="play: fraction of random actions (default 0.2)")
     ch.add_argument("--idm-steps", type=int, default=400)
     ch.add_argument("--bc-steps", type=int, default=400)
     ch.add_argument("--diffusion-steps", type=int, default=600, help="0 skips the diffusion policy")
