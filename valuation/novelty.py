@@ -37,6 +37,10 @@ class NoveltyTransform(NamedTuple):
 
 # ----------------------------------------------------------------------------- exact k-NN, chunked
 
+_GROUP = 64  # reference rows per screening group
+_EXTRA = 2  # groups kept beyond k; the certificate compares against the (k + _EXTRA)-th group minimum
+_U = 2.0**-24  # float32 unit roundoff
+
 
 def _sq_dists(q: Array, qn: Array, r: Array, rn: Array) -> Array:
     # ‖q−r‖² = ‖q‖² − 2q·r + ‖r‖², one matmul per block (the expansion sklearn's brute search uses)
@@ -45,83 +49,155 @@ def _sq_dists(q: Array, qn: Array, r: Array, rn: Array) -> Array:
     return jnp.maximum(qn[:, None] - 2.0 * qr + rn[None, :], 0.0)
 
 
+def _smallest_k_idx(x: Array, k: int) -> tuple[Array, Array]:
+    """([Q, k] values ascending, [Q, k] column indices) of the k smallest entries per row of x [Q, C].
+
+    For small k: k passes of min/argmin, each removing exactly one entry (ties keep their
+    multiplicity). XLA's CPU top_k inside a loop body costs as much as the distance matmul; these
+    passes are fused reductions over a row that is already in cache.
+    """
+    kk = min(k, x.shape[1])
+    if kk > 16:
+        v, i = jax.lax.top_k(-x, kk)
+        return -v, i
+    iota = jnp.arange(x.shape[1])
+    vals, idxs = [], []
+    for _ in range(kk):
+        i = jnp.argmin(x, axis=1)
+        vals.append(jnp.min(x, axis=1))
+        idxs.append(i)
+        x = jnp.where(iota[None, :] == i[:, None], jnp.inf, x)
+    return jnp.stack(vals, 1), jnp.stack(idxs, 1)
+
+
+def _smallest_k(dist: Array, k: int) -> Array:
+    """[Q, min(k, C)] the k smallest entries per row of dist [Q, C], exactly, ascending."""
+    return _smallest_k_idx(dist, k)[0]
+
+
+def _group_size(chunk: int) -> int:
+    g = _GROUP
+    while chunk % g:
+        g //= 2
+    return g
+
+
 def knn_sq_dists(queries: Array, refs: Array, count: Array, k: int, chunk_size: int = 2048, query_block: int = 128) -> Array:
     """Exact k smallest squared distances from each query to the first ``count`` rows of ``refs``.
+
+    Screen, re-rank, certify (every query, any data):
+
+    1. Screen: one pass over the store in chunks computes s = ‖r‖² − 2q·r (the distance less the
+       query's constant ‖q‖²) by matmul and keeps only each group's minimum (groups of 64
+       consecutive rows): a [block, capacity/64] table instead of a running top-k per chunk.
+    2. Re-rank: the k + 2 groups with the smallest minima are gathered and their distances
+       computed directly as Σ(q−r)² (no cancellation), and the k smallest taken.
+    3. Certify: a group left out has screened minimum ≥ τ (the (k+2)-th smallest minimum), so each
+       of its rows is at true squared distance ≥ τ + ‖q‖² − E, where E bounds the float32 error of
+       the screen (|fl(s) − s| ≤ 2(d+4)u(R² + 2‖q‖R + ‖q‖²), R the largest stored norm, u = 2⁻²⁴).
+       If the k-th re-ranked distance (rounded up) is ≤ that, no row left out can be nearer: the
+       result is the exact k nearest. A query block with any uncertified query (near-ties between
+       groups, e.g. many duplicates) is redone by the full chunked scan with a running k-smallest
+       merge, so the result is exact whatever the data; only the speed depends on it.
 
     Args:
       queries: [Q, d].
       refs: [C, d] fixed-capacity store; rows ≥ count are ignored.
       count: [] number of valid rows.
       k: neighbours (static).
-      chunk_size: reference rows per scan step (static; bounds memory with query_block).
-      query_block: queries per block (static).
+      chunk_size: reference rows per scan step (static).
+      query_block: queries per block (static). Working memory per block: query_block × chunk_size
+        distances, query_block × C/64 group minima and query_block × (k+2)·64 gathered rows.
 
     Returns:
       [Q, k] ascending squared distances; +inf where fewer than k rows are stored.
+
+    Under an outer ``vmap`` the fallback's ``lax.cond`` turns into a select and always runs
+    (correct, slower); :func:`embedding_novelty` maps over ensemble members with ``lax.map``.
     """
+    best, _ = knn_sq_dists_certified(queries, refs, count, k, chunk_size, query_block)
+    return best
+
+
+def knn_sq_dists_certified(queries: Array, refs: Array, count: Array, k: int, chunk_size: int = 2048, query_block: int = 128) -> tuple[Array, Array]:
+    """:func:`knn_sq_dists` plus [Q] bool: whether the screen certified the query (False: the block
+    was redone by the full scan; the distances are exact either way)."""
     cap, d = refs.shape
     chunk = min(chunk_size, cap)
+    g = _group_size(chunk)
+    gpc = chunk // g
     n_chunks = -(-cap // chunk)
+    n_groups = n_chunks * gpc
+    kk = min(k + _EXTRA, n_groups)
     # Chunks are read in place with dynamic_slice (no padded copy of the store). The last chunk's
     # start is clamped to cap − chunk; rows it shares with the previous chunk are masked out.
     starts = jnp.arange(n_chunks) * chunk
+    count = jnp.asarray(count)
+    valid = jnp.arange(cap) < count
+    rn_all = jnp.sum(refs * refs, axis=-1)
+    rn_masked = jnp.where(valid, rn_all, jnp.inf)  # empty rows screen as +inf
+    r2 = jnp.max(jnp.where(valid, rn_all, 0.0))
 
-    def block(q):
+    def chunk_rows(start):
+        begin = jnp.minimum(start, cap - chunk)
+        r = jax.lax.dynamic_slice(refs, (begin, 0), (chunk, d))
+        rn = jax.lax.dynamic_slice(rn_masked, (begin,), (chunk,))
+        return r, jnp.where(begin + jnp.arange(chunk) >= start, rn, jnp.inf)
+
+    def full_scan(q):
         qn = jnp.sum(q * q, axis=-1)
-        init = jnp.full((q.shape[0], k), jnp.inf, q.dtype)
 
         def step(best, start):
-            begin = jnp.minimum(start, cap - chunk)
-            r = jax.lax.dynamic_slice(refs, (begin, 0), (chunk, d))
-            rn = jnp.sum(r * r, axis=-1)
-            dist = _sq_dists(q, qn, r, rn)
-            row = begin + jnp.arange(chunk)
-            valid = (row >= start) & (row < count)
-            dist = jnp.where(valid[None, :], dist, jnp.inf)
-            # running merge: the chunk's k smallest, then the k smallest of (best ∪ those)
-            merged = jnp.concatenate([best, _smallest_k(dist, k)], axis=1)
-            return -jax.lax.top_k(-merged, k)[0], None
+            r, rn = chunk_rows(start)
+            dist = jnp.where(jnp.isfinite(rn)[None, :], _sq_dists(q, qn, r, rn), jnp.inf)
+            return _smallest_k(jnp.concatenate([best, dist], axis=1), k)[:, :k], None
 
-        def guarded(best, start):  # chunks past the count cost nothing (static shapes, dynamic work)
-            return jax.lax.cond(start < count, step, lambda b, _: (b, None), best, start)
-
+        init = jnp.full((q.shape[0], k), jnp.inf, q.dtype)
+        guarded = lambda b, s: jax.lax.cond(s < count, step, lambda b, _: (b, None), b, s)  # noqa: E731
         best, _ = jax.lax.scan(guarded, init, starts)
         return best
+
+    def block(q):
+        qb = q.shape[0]
+        qn = jnp.sum(q * q, axis=-1)
+
+        def screen(_, start):
+            r, rn = chunk_rows(start)
+            s = rn[None, :] - 2.0 * jnp.matmul(q, r.T, precision=jax.lax.Precision.HIGHEST)
+            return None, jnp.min(s.reshape(qb, gpc, g), axis=2)
+
+        def guarded(c, start):  # chunks past the count cost nothing (static shapes, dynamic work)
+            return jax.lax.cond(start < count, screen, lambda c, _: (None, jnp.full((qb, gpc), jnp.inf, q.dtype)), c, start)
+
+        _, mins = jax.lax.scan(guarded, None, starts)  # [n_chunks, qb, gpc]
+        mins = jnp.moveaxis(mins, 0, 1).reshape(qb, n_groups)
+        gmin, gi = _smallest_k_idx(mins, kk)  # [qb, kk]
+        c, j = gi // gpc, gi % gpc
+        begin = jnp.minimum(c * chunk, cap - chunk)
+        rows = (begin + j * g)[:, :, None] + jnp.arange(g)  # [qb, kk, g]
+        ok = ((rows >= (c * chunk)[:, :, None]) & (rows < count)).reshape(qb, kk * g)
+        rows = rows.reshape(qb, kk * g)
+        exact = jnp.sum((q[:, None, :] - refs[rows]) ** 2, axis=-1)
+        best = _smallest_k(jnp.where(ok, exact, jnp.inf), k)
+        if best.shape[1] < k:  # fewer rows in the store than k
+            best = jnp.pad(best, ((0, 0), (0, k - best.shape[1])), constant_values=jnp.inf)
+        tau = gmin[:, -1]
+        err = 2.0 * (d + 4) * _U * (r2 + 2.0 * jnp.sqrt(qn * r2) + qn)
+        certified = (kk >= n_groups) | (best[:, -1] * (1.0 + 2.0 * (d + 4) * _U) <= tau + qn - err)
+        best = jax.lax.cond(jnp.all(certified), lambda: best, lambda: full_scan(q))
+        return best, certified
 
     qb = max(1, min(query_block, queries.shape[0]))
     return _map_blocks(block, queries, qb)
 
 
-_GROUP = 64
-
-
-def _smallest_k(dist: Array, k: int) -> Array:
-    """[Q, min(k, C)] the k smallest entries per row of dist [Q, C], exactly, ascending.
-
-    A full top_k over C columns is as slow as the distance matmul on CPU. Instead: split each row
-    into groups of 64, take each group's minimum, keep the k groups with the smallest minima and
-    run top_k over their k·64 entries only. Exact: if x is among a row's k smallest, its group's
-    minimum is ≤ x, and each group with a smaller minimum holds an entry < x, so fewer than k
-    groups precede x's group. (Ties change which equal entry is kept, never the values.)
-    """
-    q, c = dist.shape
-    kk = min(k, c)
-    groups = c // _GROUP
-    if c % _GROUP or groups <= kk:
-        return -jax.lax.top_k(-dist, kk)[0]
-    dg = dist.reshape(q, groups, _GROUP)
-    _, gi = jax.lax.top_k(-jnp.min(dg, axis=-1), kk)
-    sel = jnp.take_along_axis(dg, gi[:, :, None], axis=1).reshape(q, kk * _GROUP)
-    return -jax.lax.top_k(-sel, kk)[0]
-
-
-def _map_blocks(fn: Callable[[Array], Array], x: Array, block: int) -> Array:
+def _map_blocks(fn: Callable[[Array], Any], x: Array, block: int) -> Any:
     """Applies ``fn`` to row blocks of ``x`` sequentially (lax.map), padding the last block."""
     n = x.shape[0]
     nb = -(-n // block)
     xp = jnp.pad(x, ((0, nb * block - n),) + ((0, 0),) * (x.ndim - 1))
     out = jax.lax.map(fn, xp.reshape((nb, block) + x.shape[1:]))
-    return out.reshape((nb * block,) + out.shape[2:])[:n]
+    return jax.tree.map(lambda o: o.reshape((nb * block,) + o.shape[2:])[:n], out)
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -265,7 +341,8 @@ def embedding_novelty(
     def knn(state: EmbeddingNoveltyState, x: Array) -> Array:
         """[M, Q, k] exact distances to the k nearest stored embeddings, per member."""
         emb = encode(state.encoder_params, jnp.asarray(x, dtype))
-        sq = jax.vmap(lambda q, r: knn_sq_dists(q, r, state.count, k, chunk_size, query_block))(emb, state.embeddings)
+        # lax.map, not vmap: under vmap the search's per-block fallback cond would become a select
+        sq = jax.lax.map(lambda qr: knn_sq_dists(qr[0], qr[1], state.count, k, chunk_size, query_block), (emb, state.embeddings))
         return jnp.sqrt(sq)
 
     def score(state: EmbeddingNoveltyState, x: Array) -> NoveltyScore:
@@ -353,6 +430,7 @@ __all__ = [
     "EmbeddingNoveltyState",
     "CoverageState",
     "knn_sq_dists",
+    "knn_sq_dists_certified",
     "embedding_novelty",
     "coverage_novelty",
     "random_projection_params",
