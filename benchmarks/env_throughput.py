@@ -3,7 +3,9 @@
 One run measures, at each batch size:
 
 * ``env``   -- ``jax.vmap(AutoReset(env).step)`` of our env (action mode, IK, DR, economics, shaping,
-  instability guard, auto-reset): what the trainer runs;
+  instability guard, auto-reset from the cached first state): what the trainer runs;
+* ``env_fresh_reset`` (only with ``--compare-fresh``) -- the same with ``AutoReset(reset_mode="fresh")``
+  (a full ``env.reset`` computed every step under vmap: the version measured before the cache);
 * ``bare``  -- ``mjx.step`` x ``n_substeps`` on the same MJX model from the same initial states with
   fixed controls: the physics floor, no env logic;
 * ``brax humanoid`` -- brax's ``humanoid`` env with ``backend="mjx"`` (a known reference workload;
@@ -11,13 +13,17 @@ One run measures, at each batch size:
 
 Each workload is one jitted function running ``--steps-per-call`` control steps in a ``lax.scan``
 for the whole batch; compilation and one warm-up call are excluded from timing, every timed call
-ends with ``block_until_ready``, and timing runs for ``--seconds`` per cell. Prints a markdown
-table (env overhead over bare physics = bare/env − 1) and writes it with ``--out``.
+ends with ``block_until_ready``. The workloads of a batch size are timed in ``--rounds``
+interleaved rounds (``--seconds`` split among them) and the best round counts, so that a load that
+drifts on a shared machine hits every workload alike. Prints a markdown
+table (env overhead over bare physics = bare/env − 1) and writes it with ``--out`` (rewritten after
+every batch size, so a run stopped by a time limit keeps its finished rows). The 1-minute load
+average at the start and the end of the run is recorded (CPU numbers on a shared machine are noisy).
 
 Examples::
 
     python benchmarks/env_throughput.py --batch-sizes 1,16,64 --seconds 5 --out benchmarks/results/env_throughput_cpu.md
-    python benchmarks/env_throughput.py --batch-sizes 1024,4096,16384 --seconds 10 --out benchmarks/results/env_throughput_h100.md
+    python benchmarks/env_throughput.py --batch-sizes 16384,4096,1024 --seconds 3 --compare-fresh --out benchmarks/results/env_throughput_h100.md
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 
 def _machine() -> str:
@@ -51,24 +56,46 @@ def _machine() -> str:
     return f"{dev.platform.upper()} {kind} x{jax.device_count()}; host {cpu}, {os.cpu_count()} cores"
 
 
-def _time_fn(fn, state, seconds: float):
-    """Compile + warm up, then call ``fn`` repeatedly for ``seconds``; returns (calls, elapsed, compile_s)."""
+def _compile(fn, state):
+    """Compiles ``fn`` and makes one warm-up call; returns (state after both calls, compile seconds)."""
     t0 = time.perf_counter()
     state = jax.block_until_ready(fn(state))
     compile_s = time.perf_counter() - t0
-    state = jax.block_until_ready(fn(state))  # warm-up (first call after compile)
+    return jax.block_until_ready(fn(state)), compile_s
+
+
+def _rate(fn, state, seconds: float):
+    """Calls ``fn`` repeatedly for ``seconds`` (block_until_ready after each); returns (state, calls/s)."""
     calls = 0
     t0 = time.perf_counter()
     while True:
-        state = fn(state)
-        jax.block_until_ready(state)
+        state = jax.block_until_ready(fn(state))
         calls += 1
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
-            return calls, elapsed, compile_s
+            return state, calls / elapsed
 
 
-def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool):
+def _policy_runner(step, batch: int, action_size: int, steps: int):
+    """Jitted ``(state, key) -> (state, key)``: ``steps`` control steps of ``step`` (batched) with
+    uniform random actions drawn once per call (the same shape of work for every env)."""
+
+    @jax.jit
+    def run(carry):
+        state, key = carry
+        key, k = jax.random.split(key)
+        actions = jax.random.uniform(k, (batch, action_size), minval=-1.0, maxval=1.0)
+
+        def body(s, _):
+            return step(s, actions), None
+
+        state, _ = jax.lax.scan(body, state, None, length=steps)
+        return state, key
+
+    return run
+
+
+def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool, compare_fresh: bool = False):
     from mujoco import mjx
 
     import envs
@@ -76,25 +103,18 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool):
 
     env = envs.make(env_name)
     params = env.default_params
-    auto = AutoReset(env)
     keys = jax.random.split(jax.random.PRNGKey(0), batch)
-    s0 = jax.jit(jax.vmap(env.reset))(keys)
-
-    @jax.jit
-    def env_run(carry):
-        state, key = carry
-        key, k = jax.random.split(key)
-        actions = jax.random.uniform(k, (batch, env.action_size), minval=-1.0, maxval=1.0)
-
-        def body(s, _):
-            return jax.vmap(auto.step, in_axes=(0, 0, None))(s, actions, params), None
-
-        state, _ = jax.lax.scan(body, state, None, length=steps)
-        return state, key
+    work = []
+    for name, mode in [("env", "cached")] + ([("env_fresh_reset", "fresh")] if compare_fresh else []):
+        auto = AutoReset(env, reset_mode=mode)
+        s0 = jax.jit(jax.vmap(auto.reset))(keys)
+        step = jax.vmap(auto.step, in_axes=(0, 0, None))
+        run = _policy_runner(lambda s, a, step=step: step(s, a, params), batch, env.action_size, steps)
+        work.append((name, run, (s0, jax.random.PRNGKey(1))))
 
     model = env.mjx_model
     n_sub = env.n_substeps
-    d0 = s0.pipeline_state
+    d0 = jax.jit(jax.vmap(env.reset))(keys).pipeline_state
 
     @jax.jit
     def bare_run(d):
@@ -109,63 +129,55 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool):
 
         return jax.lax.scan(body, d, None, length=steps)[0]
 
-    work = [
-        ("env", env_run, (s0, jax.random.PRNGKey(1))),
-        ("bare", bare_run, d0),
-    ]
+    work.append(("bare", bare_run, d0))
     if not skip_brax:
         from brax import envs as brax_envs
 
         h = brax_envs.get_environment("humanoid", backend="mjx")
         hs0 = jax.jit(jax.vmap(h.reset))(jax.random.split(jax.random.PRNGKey(2), batch))
-
-        @jax.jit
-        def brax_run(carry):
-            state, key = carry
-            key, k = jax.random.split(key)
-            actions = jax.random.uniform(k, (batch, h.action_size), minval=-1.0, maxval=1.0)
-
-            def body(s, _):
-                return jax.vmap(h.step)(s, actions), None
-
-            state, _ = jax.lax.scan(body, state, None, length=steps)
-            return state, key
-
-        work.append(("brax_humanoid", brax_run, (hs0, jax.random.PRNGKey(3))))
+        run = _policy_runner(jax.vmap(h.step), batch, h.action_size, steps)
+        work.append(("brax_humanoid", run, (hs0, jax.random.PRNGKey(3))))
     return env, work
 
 
-def _report(args, argv, env, rows, console, final: bool) -> None:
+def _report(args, argv, env, rows, console, final: bool, load_start: str) -> None:
     cmd = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    load_now = _load()
+    fresh = any("env_fresh_reset" in r for r in rows)
     lines = [
         f"# Env throughput: {args.env}",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {_machine()}",
+        f"- load average (1 min): {load_start} at start, {load_now} at {'end' if final else 'last row'}",
         f"- software: jax {jax.__version__}, mujoco {__import__('mujoco').__version__}, python {platform.python_version()}",
         f"- command: `{cmd}`",
         f"- env: `envs.make({args.env!r})` defaults: action_mode={env.action_mode}, arms={env.arms}, "
         f"nq={env.mj_model.nq}, nv={env.mj_model.nv}, contact pairs={env.mj_model.npair}, "
         f"{env.n_substeps} substeps x {env.mj_model.opt.timestep} s = control dt {env.dt} s, "
         f"solver iterations {env.mj_model.opt.iterations}/{env.mj_model.opt.ls_iterations}",
-        f"- timing: {args.steps_per_call} control steps per jitted call (lax.scan over a vmapped batch), "
-        f"{args.seconds:g} s per cell after compile + one warm-up call, block_until_ready after each call",
-        "- env = `vmap(AutoReset(env).step)` (IK, DR, economics, shaping, guard, auto-reset); "
-        "bare = `mjx.step` x substeps on the same model (physics floor); overhead = bare/env − 1",
+        f"- timing: {args.steps_per_call} control steps per jitted call (lax.scan over a vmapped batch); "
+        f"after compile + one warm-up call of every workload, {args.rounds} interleaved rounds of "
+        f"{args.seconds / args.rounds:g} s per workload, block_until_ready after each call; the best round counts",
+        "- env = `vmap(AutoReset(env).step)` (IK, DR, economics, shaping, guard, auto-reset from the cached "
+        "first state); bare = `mjx.step` x substeps on the same model (physics floor); overhead = bare/env − 1"
+        + ("; env fresh reset = `AutoReset(env, reset_mode='fresh')` (a full reset computed every step)" if fresh else ""),
         "",
-        "| batch | env steps/s | bare mjx.step steps/s | env overhead vs bare | brax humanoid (mjx) steps/s | env / brax humanoid |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| batch | env steps/s | bare mjx.step steps/s | env overhead vs bare |"
+        + (" env fresh reset steps/s | its overhead vs bare |" if fresh else "")
+        + " brax humanoid (mjx) steps/s | env / brax humanoid |",
+        "|---:|---:|---:|---:|" + ("---:|---:|" if fresh else "") + "---:|---:|",
     ]
     for r in rows:
-        over = r["bare"] / r["env"] - 1.0
         brax = r.get("brax_humanoid")
-        lines.append(
-            f"| {r['batch']} | {r['env']:,.0f} | {r['bare']:,.0f} | {100 * over:+.1f}% | "
-            + (f"{brax:,.0f} | {r['env'] / brax:.2f} |" if brax else "– | – |")
-        )
+        cells = [f"{r['batch']}", f"{r['env']:,.0f}", f"{r['bare']:,.0f}", f"{100 * (r['bare'] / r['env'] - 1.0):+.1f}%"]
+        if fresh:
+            ef = r.get("env_fresh_reset")
+            cells += [f"{ef:,.0f}", f"{100 * (r['bare'] / ef - 1.0):+.1f}%"] if ef else ["–", "–"]
+        cells += [f"{brax:,.0f}", f"{r['env'] / brax:.2f}"] if brax else ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Compile seconds (excluded above): " + "; ".join(
-        f"batch {r['batch']}: env {r['env_compile']:.0f}, bare {r['bare_compile']:.0f}"
-        + (f", brax {r['brax_humanoid_compile']:.0f}" if "brax_humanoid_compile" in r else "")
+        f"batch {r['batch']}: " + ", ".join(f"{k[:-8]} {v:.0f}" for k, v in r.items() if k.endswith("_compile"))
         for r in rows
     )]
     text = "\n".join(lines) + "\n"
@@ -178,13 +190,22 @@ def _report(args, argv, env, rows, console, final: bool) -> None:
             console.print(f"wrote {args.out}")
 
 
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # pragma: no cover - platforms without getloadavg
+        return "n/a"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated numbers of parallel robots (GPU: 1024,4096,16384)")
+    parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated numbers of parallel robots (GPU: 16384,4096,1024)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per cell, after compile and warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per batch size; the best round counts")
     parser.add_argument("--steps-per-call", type=int, default=10, help="control steps per jitted call (lax.scan)")
     parser.add_argument("--env", default="dishwashing", help="registered env name")
     parser.add_argument("--skip-brax", action="store_true", help="do not measure brax's humanoid")
+    parser.add_argument("--compare-fresh", action="store_true", help="also time AutoReset(reset_mode='fresh') (one more compile per batch)")
     parser.add_argument("--out", default=None, help="write the markdown report here")
     args = parser.parse_args(argv)
     try:
@@ -193,30 +214,40 @@ def main(argv=None) -> int:
         parser.error(f"--batch-sizes: expected comma-separated integers, got {args.batch_sizes!r}")
     if not batches or min(batches) < 1:
         parser.error("--batch-sizes: need at least one positive integer")
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error(f"--rounds must be >= 1 and --seconds > 0, got {args.rounds} and {args.seconds}")
 
     from rich.console import Console
     from rich.progress import Progress
 
     console = Console(stderr=True)
+    load_start = _load()
     rows = []
     info = None
+    per_batch = 2 + (0 if args.skip_brax else 1) + (1 if args.compare_fresh else 0)
     with Progress(console=console) as progress:
-        task = progress.add_task("benchmark", total=len(batches) * (2 if args.skip_brax else 3))
+        task = progress.add_task("benchmark", total=len(batches) * per_batch)
         for b in batches:
-            env, work = make_workloads(b, args.steps_per_call, args.env, args.skip_brax)
+            env, work = make_workloads(b, args.steps_per_call, args.env, args.skip_brax, args.compare_fresh)
             info = env
             row = {"batch": b}
+            states = {}
             for name, fn, state in work:
-                progress.update(task, description=f"batch {b}: {name} (compile + time)")
-                calls, elapsed, comp = _time_fn(fn, state, args.seconds)
-                row[name] = calls * args.steps_per_call * b / elapsed
-                row[name + "_compile"] = comp
-                progress.advance(task)
+                progress.update(task, description=f"batch {b}: {name} (compile)")
+                states[name], row[name + "_compile"] = _compile(fn, state)
+            # interleaved rounds, best round per workload: on a shared machine the load drifts, and
+            # timing each workload once, one after the other, would compare different loads
+            for r in range(args.rounds):
+                for name, fn, _ in work:
+                    progress.update(task, description=f"batch {b}: {name} (round {r + 1}/{args.rounds})")
+                    states[name], rate = _rate(fn, states[name], args.seconds / args.rounds)
+                    row[name] = max(row.get(name, 0.0), rate * args.steps_per_call * b)
+            progress.advance(task, len(work))
             rows.append(row)
-            console.print(f"batch {b}: " + ", ".join(f"{k} {v:,.0f}" for k, v in row.items() if k in ("env", "bare", "brax_humanoid")))
-            _report(args, argv, env, rows, console, final=False)  # partial results survive a time limit
+            console.print(f"batch {b}: " + ", ".join(f"{k} {v:,.0f}" for k, v in row.items() if k != "batch" and not k.endswith("_compile")))
+            _report(args, argv, env, rows, console, final=False, load_start=load_start)  # partial results survive a time limit
 
-    _report(args, argv, info, rows, console, final=True)
+    _report(args, argv, info, rows, console, final=True, load_start=load_start)
     return 0
 
 
