@@ -175,7 +175,9 @@ def knn_sq_dists_certified(queries: Array, refs: Array, count: Array, k: int, ch
         c, j = gi // gpc, gi % gpc
         begin = jnp.minimum(c * chunk, cap - chunk)
         rows = (begin + j * g)[:, :, None] + jnp.arange(g)  # [qb, kk, g]
-        ok = ((rows >= (c * chunk)[:, :, None]) & (rows < count)).reshape(qb, kk * g)
+        # a +inf minimum marks a group with no valid rows (argmin may return an already taken one)
+        ok = (rows >= (c * chunk)[:, :, None]) & (rows < count) & jnp.isfinite(gmin)[:, :, None]
+        ok = ok.reshape(qb, kk * g)
         rows = rows.reshape(qb, kk * g)
         exact = jnp.sum((q[:, None, :] - refs[rows]) ** 2, axis=-1)
         best = _smallest_k(jnp.where(ok, exact, jnp.inf), k)

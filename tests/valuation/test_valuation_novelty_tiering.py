@@ -159,15 +159,48 @@ def test_calibration_recovers_shrunk_thresholds():
     np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 0, 1], [0, 1, 1]])
 
 
-def test_grouped_smallest_k_exact_with_ties():
+def test_smallest_k_exact_with_ties():
     rng = np.random.default_rng(8)
     f = jax.jit(nv._smallest_k, static_argnums=1)
-    for c in (64 * 7, 1024, 100):  # grouped paths, and a width that falls back to top_k
+    for c in (64 * 7, 100, 3):  # wide rows, and rows narrower than k
         d = rng.integers(0, 50, size=(33, c)).astype(np.float32)  # many ties
         d[3] = np.inf
-        d[4, :5] = -1.0  # the k smallest all in one group
-        np.testing.assert_array_equal(f(jnp.asarray(d), 5), np.sort(d, axis=1)[:, :5])
+        d[4, :5] = -1.0  # the k smallest all adjacent
+        np.testing.assert_array_equal(f(jnp.asarray(d), 5), np.sort(d, axis=1)[:, : min(5, c)])
     refs = rng.normal(size=(2048, 8)).astype(np.float32)
     q = rng.normal(size=(40, 8)).astype(np.float32)
     got = nv.knn_sq_dists(jnp.asarray(q), jnp.asarray(refs), jnp.asarray(2000), 5, 1024, 16)
     np.testing.assert_allclose(np.sqrt(got), _brute_knn(q, refs[:2000], 5), rtol=1e-5, atol=1e-5)
+
+
+# one compiled search shared by the certificate tests: 1000-row store (not a multiple of the chunk,
+# so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 64-row groups
+_CERT = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))
+
+
+def test_screen_certifies_generic_data_and_falls_back_on_adversarial_data():
+    rng = np.random.default_rng(9)
+    q = rng.normal(size=(40, 8)).astype(np.float32)
+    cases = {
+        "generic": rng.normal(size=(1000, 8)),
+        # 10 distinct points repeated 100 times each: group minima tie, the screen cannot certify
+        "duplicates": np.tile(rng.normal(size=(10, 8)), (100, 1)),
+        # every row at the same distance from the origin, queried at the origin: no gap to prune on
+        "sphere": 3.0 * (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(1000, 8))),
+        # one far outlier dominates R (the error bound), the rest tightly clustered
+        "outlier": np.concatenate([1e3 * np.ones((1, 8)), 1e-3 * rng.normal(size=(999, 8))]),
+    }
+    queries = {"sphere": 0.0 * q, "outlier": 1e-3 * q}
+    certified = {}
+    for name, refs in cases.items():
+        refs = refs.astype(np.float32)
+        qq = queries.get(name, q).astype(np.float32)
+        for count in (1000, 700, 3):  # full, partial (ring buffer filling), fewer rows than k
+            d, cert = _CERT(jnp.asarray(qq), jnp.asarray(refs), jnp.asarray(count, jnp.int32))
+            want = _brute_knn(qq, refs[:count], 5)
+            want = np.pad(want, ((0, 0), (0, 5 - want.shape[1])), constant_values=np.inf)
+            np.testing.assert_allclose(np.sqrt(np.asarray(d)), want, rtol=1e-4, atol=1e-5, err_msg=f"{name}, count {count}")
+            if count == 1000:
+                certified[name] = float(np.mean(np.asarray(cert)))
+    assert certified["generic"] == 1.0  # the fast path does the work on ordinary data
+    assert certified["duplicates"] < 1.0 and certified["sphere"] < 1.0  # and the fallback ran, exactly
