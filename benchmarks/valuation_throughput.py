@@ -242,7 +242,10 @@ def bench_memory(args, rows):
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
     m = json.loads(res.stdout.strip().splitlines()[-1])
     store_mb = args.mem_stored * args.dim * 4 / 2**20
-    work_mb = min(args.query_block, args.mem_queries) * args.chunk_size * 4 / 2**20
+    # per query block: the distance tile, the group-minimum table, the gathered re-rank rows
+    qb, chunk = min(args.query_block, args.mem_queries), min(args.chunk_size, args.mem_stored)
+    groups = -(-args.mem_stored // chunk) * chunk // 64
+    work_mb = qb * (chunk + groups + (5 + 2) * 64 * args.dim) * 4 / 2**20
     extra = (m["peak_kb"] - m["after_fill_kb"]) / 1024
     dev = f"; device peak {m['device_peak_bytes'] / 2**20:.0f} MiB" if m.get("device_peak_bytes", -1) > 0 else ""
     rows.append(
@@ -255,7 +258,7 @@ def bench_memory(args, rows):
             unit="queries/s (incl. compile)",
             ratio=float("nan"),
             check=f"peak RSS {m['peak_kb'] / 1024:.0f} MiB (store {store_mb:.0f} MiB; scoring added {extra:.0f} MiB; "
-            f"analytic working set {work_mb:.0f} MiB = block x chunk distances{dev})",
+            f"analytic working set {work_mb:.0f} MiB per query block: distance tile + group minima + re-rank rows{dev})",
         )
     )
 

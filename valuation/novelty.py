@@ -2,9 +2,11 @@
 
 * :func:`embedding_novelty`: the mean Euclidean distance from a datapoint's embedding to its k
   nearest stored embeddings, exact. The store is a fixed-capacity buffer with a count, so shapes
-  are static and one compiled function serves a growing store. Scoring scans the store in chunks
-  with a running top-k merge, and processes queries in blocks, so working memory is
-  O(query_block × chunk_size) whatever the store size (1M stored embeddings included). Datapoints
+  are static and one compiled function serves a growing store. Scoring scans the store in chunks,
+  keeps each 64-row group's screened minimum, re-ranks the best k+2 groups directly and certifies
+  the result against a float32 error bound (falling back to a full scan otherwise; see
+  :func:`knn_sq_dists`), processing queries in blocks: working memory is
+  O(query_block × (chunk_size + capacity/64)), 8 MiB per block at 1M stored embeddings. Datapoints
   are embedded by an ensemble of encoders (random projections by default; any flax module can be
   plugged in) and the novelty is averaged over members, with their spread (std) reported.
 * :func:`coverage_novelty`: 1/(count+1) of the datapoint's state–action bin; bins are a dense grid
@@ -288,8 +290,8 @@ def embedding_novelty(
       members: ensemble size M.
       embed_dim: D per member.
       chunk_size, query_block: memory bounds of the exact search (working set
-        query_block × chunk_size distances per member). The defaults (2048, 128: a 1 MiB
-        block that stays in cache) were fastest of those measured on CPU; GPUs want far larger.
+        query_block × (chunk_size + capacity/64) floats per member). The defaults (2048, 128:
+        a 1 MiB distance tile) were fastest of those measured on CPU; GPUs want far larger.
       encoder: "random_projection", "identity" (inputs are embeddings already; M must be 1), or
         (init_params, apply) e.g. from :func:`flax_encoder`.
 
