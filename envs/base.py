@@ -251,6 +251,7 @@ class Robot:
     arm_jnt: np.ndarray  # [2, 6] joint ids
     arm_act: np.ndarray  # [2, 6] actuator ids
     finger_qpos: np.ndarray  # [2, 2]
+    finger_dof: np.ndarray  # [2, 2]
     finger_act: np.ndarray  # [2, 2]
     finger_geom: np.ndarray  # [2, 2] geom ids of the finger capsules
     grasp_site: np.ndarray  # [2] site ids
@@ -286,6 +287,7 @@ class Robot:
             arm_jnt=arm_jnt,
             arm_act=np.array([[aid(f"{s}_{j}") for j in ARM_JOINTS] for s in SIDES]),
             finger_qpos=m.jnt_qposadr[fing_jnt],
+            finger_dof=m.jnt_dofadr[fing_jnt],
             finger_act=np.array([[aid(f"{s}_finger_{f}") for f in "ab"] for s in SIDES]),
             finger_geom=np.array(
                 [[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, f"{s}_finger_{f}") for f in "ab"] for s in SIDES]

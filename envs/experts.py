@@ -23,6 +23,7 @@ Policy = Callable[[Any, Any], jax.Array]
 SPEED = 0.30  # m/s of the commanded grasp point in free motion
 SLOW = 0.10  # m/s when descending onto a dish or into a rack slot
 HOVER_Z = 1.00  # m, carry height of the grasp point (dish bottom ~10 cm above the counter)
+GRASP_DZ = 0.0  # m, grasp point above the dish centre (4 mm below it spat dishes out upward)
 
 
 def _step_toward(cur: jax.Array, goal: jax.Array, max_step: jax.Array) -> jax.Array:
@@ -91,8 +92,9 @@ def goal_policy(
 def dishwashing_expert(env) -> Policy:
     """Phase machine for the right arm of :class:`envs.dishwashing.Dishwashing`.
 
-    Pick the first dirty dish (a washed loose dish first), lift it, hold it in the wash zone until
-    washed, carry it to a free rack slot, lower it gently and let go, rise, repeat. Works in the
+    Pick the first dirty dish (a washed loose dish first) by pinching it at its equator, wait until
+    the fingers stopped closing, lift it, hold it in the wash zone until washed, carry it to a free
+    rack slot, lower it gently and let go, rise, repeat. Works in the
     ``ee_delta`` mode (any ``arms`` that include the right arm) and the ``joint`` mode (the expert
     runs the same IK the env uses and outputs joint targets).
     """
@@ -103,6 +105,7 @@ def dishwashing_expert(env) -> Policy:
     slots = jnp.asarray(env.slots)
     rest_z = jnp.asarray(env.dish_rest_z)
     n_slots = slots.shape[0]
+    finger_dof = jnp.asarray(r.finger_dof[0])
 
     def goal_and_grip(state, params):
         data = state.pipeline_state
@@ -145,6 +148,10 @@ def dishwashing_expert(env) -> Policy:
             ),
         )
         carry_speed = jnp.where(at_dest | (low & (dest_err > 0.03)), SLOW, SPEED)
+        # a dirty dish still on the counter is lifted only once the fingers stopped closing on it:
+        # lifting a dish the fingers are still squeezing can spit it out (seen on 1 robot in 8)
+        settling = (height[i] < 0.005) & ~washed[i] & (jnp.max(jnp.abs(data.qvel[finger_dof])) > 0.01)
+        carry_goal = jnp.where(settling, ee, carry_goal)
         release = washed[i] & at_dest & (height[i] < 0.012)  # a 1 cm drop is harmless (0.5 m/s)
         carry_grip = jnp.where(release, 1.0, -1.0)
 
@@ -155,7 +162,7 @@ def dishwashing_expert(env) -> Policy:
         p_j = pos[j]
         xy_err = jnp.linalg.norm(ee[:2] - p_j[:2])
         hover = jnp.array([p_j[0], p_j[1], HOVER_Z])
-        grasp_pt = jnp.array([p_j[0], p_j[1], p_j[2] - 0.004])  # just below the equator
+        grasp_pt = jnp.array([p_j[0], p_j[1], p_j[2] + GRASP_DZ])  # at the equator
         rise = jnp.array([ee[0], ee[1], HOVER_Z])
         too_low = (ee[2] < HOVER_Z - 0.03) & (xy_err > 0.03)
         fetch_goal = jnp.where(too_low, rise, jnp.where(xy_err > 0.008, hover, grasp_pt))
