@@ -103,6 +103,10 @@ def read_realized(path: str) -> dict[str, float]:
     return dict(lg.read_realized_csv(path))
 
 
+#: valuation config (configs/<name>.yaml) of the reduced tasks: their parent task's
+CONFIG_OF = {"point": "dishwashing", "dishwashing_reduced": "dishwashing"}
+
+
 def export(records: Sequence[Record], net: IDMNet, variables, labels: dict, out_csv: str, key: jax.Array,
            settings=None, history: str | None = None, shared: bool = True, realized_csv: str | None = None,
            embeddings_out: str | None = None, log=print) -> dict:
@@ -129,7 +133,7 @@ def export(records: Sequence[Record], net: IDMNet, variables, labels: dict, out_
     from valuation.quote import read_history
     from valuation.settings import load as load_settings
 
-    settings = settings or load_settings(records[0].task if records[0].task != "point" else "dishwashing")
+    settings = settings or load_settings(CONFIG_OF.get(records[0].task, records[0].task))
     ids = [r.id for r in records]
     x, y, owner, emb = window_features(net, variables, records, labels)
     novelty = novelty_scores(emb)
