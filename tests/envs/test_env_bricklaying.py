@@ -5,7 +5,8 @@ cover bricklaying's jit/vmap without recompiles, 1000 random steps without NaN, 
 auto-reset, the instability guard and brax's wrappers. MJX compiles take minutes on 2 CPU cores, so
 these tests reuse the same session-scoped compiled reset/step (``conftest.compiled_env``): scenario
 tests edit states (brick poses, mortar timers) and step them; the expert adds only a small jitted
-policy. The full-episode economics of the expert are slow-marked.
+policy (``conftest.Compiled.expert``). The expert's whole-episode economics at default settings run
+in the default suite on that shared step (a Python loop); the joint-mode episode is slow-marked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from conftest import BATCH, compiled_env
 
 import envs
-from envs.bricklaying import BricklayingParams, bricklaying_expert
+from envs.bricklaying import BricklayingParams
 
 
 @pytest.fixture(scope="module")
@@ -129,24 +130,28 @@ def test_laying_needs_mortar_and_tolerance(brick):
 
 @pytest.fixture(scope="module")
 def expert_run(brick):
-    """Both robots (different seeds) run the expert for 110 s of simulated time."""
+    """Both robots (different seeds) run the expert for one whole default episode (300 s).
+
+    Returns:
+      (state after the auto-reset, metrics of the episode's last step, units [T, B], errors [T, B]).
+    """
     c = brick
-    policy = jax.jit(jax.vmap(bricklaying_expert(c.env), in_axes=(0, None)))
     s = c.fresh(11)
-    n = int(round(110.0 / c.env.dt))
     units, errors = [], []
-    for _ in range(n):
-        s = c.step(s, policy(s, c.params), c.params)
-        units.append(np.asarray(s.metrics["units"]))
-        errors.append(np.asarray(s.metrics["errors"]))
-    return s, np.stack(units), np.stack(errors)
+    for _ in range(c.env.episode_length):
+        s = c.step(s, c.expert(s, c.params), c.params)
+        units.append(s.metrics["units"])  # device arrays: no host sync inside the loop
+        errors.append(s.metrics["errors"])
+    return s, s.metrics, np.asarray(jnp.stack(units)), np.asarray(jnp.stack(errors))
 
 
 def test_expert_lays_bricks_at_human_pace_without_errors(brick, expert_run):
-    """No errors, and the expert's steady cycle (time between its first and second unit) is an MP
-    within 0.8-1.5x MPh. (The whole-episode MPr and e are checked by the slow test below.)"""
-    s, units, errors = expert_run
+    """No errors in the first 110 s, and the expert's steady cycle (time between its first and
+    second unit) is an MP within 0.8-1.5x MPh."""
+    _, _, units, errors = expert_run
     env = brick.env
+    n = int(round(110.0 / env.dt))
+    units, errors = units[:n], errors[:n]
     assert np.all(errors[-1] == 0), errors[-1]
     human = float(brick.params.econ.human_mp)
     for r in range(BATCH):
@@ -155,14 +160,30 @@ def test_expert_lays_bricks_at_human_pace_without_errors(brick, expert_run):
         t2 = int(np.argmax(units[:, r] >= 2))
         mp = 3600.0 / ((t2 - t1) * env.dt)
         assert 0.8 * human <= mp <= 1.5 * human, f"robot {r}: {mp:.1f} bricks/h"
-    assert np.all(np.asarray(s.info["attempts"]) >= units[-1])
-    assert np.all(np.asarray(s.info["unstable_resets"]) == 0)
+
+
+def test_expert_default_episode_matches_human_mp(brick, expert_run):
+    """Issue point 5 at DEFAULT settings (ee_delta, mortar 40 s, 300 s episode), two robots:
+    the whole-episode MPr within 0.8-1.5x MPh and e <= 5%."""
+    s, final, units, errors = expert_run
+    env = brick.env
+    human = float(brick.params.econ.human_mp)
+    mp, err = np.asarray(final["mp"]), np.asarray(final["error_rate"])
+    assert np.all((mp >= 0.8 * human) & (mp <= 1.5 * human)), mp
+    assert np.all(err <= 0.05), err
+    np.testing.assert_array_equal(np.asarray(s.done), 1.0)  # the episode ended on its last step
+    np.testing.assert_allclose(np.asarray(final["work_seconds"]), env.episode_length * env.dt, rtol=1e-6)
+    np.testing.assert_allclose(mp, units[-1] * 3600.0 / (env.episode_length * env.dt), rtol=1e-5)
+    assert np.all(np.asarray(final["attempts"]) >= units[-1])
+    np.testing.assert_array_equal(np.asarray(s.info["unstable_resets"]), 0)
+    np.testing.assert_allclose(np.asarray(s.info["prev_mp"]), mp, rtol=1e-5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("action_mode", ["ee_delta", "joint"])
 def test_expert_full_episode_economics(action_mode):
-    """A whole default episode (300 s): MPr within 0.8-1.5x MPh and e <= 5% (issue point 5)."""
+    """A whole default episode (300 s) in each action mode, one compiled scan: MPr within
+    0.8-1.5x MPh and e <= 5% (the default-suite test above covers ee_delta with the shared step)."""
     from envs.experts import make_expert, rollout
 
     env = envs.make("bricklaying", action_mode=action_mode)
