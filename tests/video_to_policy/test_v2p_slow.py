@@ -42,7 +42,7 @@ def test_dishwashing_collect_renders_records(tmp_path):
 def test_reduced_dishwashing_chain_end_to_end(tmp_path):
     """The documented reduced-dishwashing chain at tiny sizes: every stage runs and writes its outputs.
 
-    (Several MJX compiles: ~10 min on 2 CPU cores. The recorded sizes are in
+    (Several MJX compiles: 26 min on 2 shared CPU cores at load ~8. The recorded sizes are in
     benchmarks/results/video_to_policy_dishwashing_cpu.md.)
     """
     pytest.importorskip("mujoco")
