@@ -41,6 +41,7 @@ class NoveltyTransform(NamedTuple):
 
 _GROUP = 64  # reference rows per screening group
 _EXTRA = 2  # groups kept beyond k; the certificate compares against the (k + _EXTRA)-th group minimum
+_EXTRA2 = 32  # second tier, for blocks with near-ties, before the full scan
 _U = 2.0**-24  # float32 unit roundoff
 
 
@@ -99,8 +100,9 @@ def knn_sq_dists(queries: Array, refs: Array, count: Array, k: int, chunk_size: 
        the screen (|fl(s) − s| ≤ 2(d+4)u(R² + 2‖q‖R + ‖q‖²), R the largest stored norm, u = 2⁻²⁴).
        If the k-th re-ranked distance (rounded up) is ≤ that, no row left out can be nearer: the
        result is the exact k nearest. A query block with any uncertified query (near-ties between
-       groups, e.g. many duplicates) is redone by the full chunked scan with a running k-smallest
-       merge, so the result is exact whatever the data; only the speed depends on it.
+       groups) re-ranks k + 32 groups and certifies again; if that fails too (e.g. many
+       duplicates) the block is redone by the full chunked scan with a running k-smallest merge,
+       so the result is exact whatever the data; only the speed depends on it.
 
     Args:
       queries: [Q, d].
@@ -173,22 +175,36 @@ def knn_sq_dists_certified(queries: Array, refs: Array, count: Array, k: int, ch
 
         _, mins = jax.lax.scan(guarded, None, starts)  # [n_chunks, qb, gpc]
         mins = jnp.moveaxis(mins, 0, 1).reshape(qb, n_groups)
-        gmin, gi = _smallest_k_idx(mins, kk)  # [qb, kk]
-        c, j = gi // gpc, gi % gpc
-        begin = jnp.minimum(c * chunk, cap - chunk)
-        rows = (begin + j * g)[:, :, None] + jnp.arange(g)  # [qb, kk, g]
-        # a +inf minimum marks a group with no valid rows (argmin may return an already taken one)
-        ok = (rows >= (c * chunk)[:, :, None]) & (rows < count) & jnp.isfinite(gmin)[:, :, None]
-        ok = ok.reshape(qb, kk * g)
-        rows = rows.reshape(qb, kk * g)
-        exact = jnp.sum((q[:, None, :] - refs[rows]) ** 2, axis=-1)
-        best = _smallest_k(jnp.where(ok, exact, jnp.inf), k)
-        if best.shape[1] < k:  # fewer rows in the store than k
-            best = jnp.pad(best, ((0, 0), (0, k - best.shape[1])), constant_values=jnp.inf)
-        tau = gmin[:, -1]
         err = 2.0 * (d + 4) * _U * (r2 + 2.0 * jnp.sqrt(qn * r2) + qn)
-        certified = (kk >= n_groups) | (best[:, -1] * (1.0 + 2.0 * (d + 4) * _U) <= tau + qn - err)
-        best = jax.lax.cond(jnp.all(certified), lambda: best, lambda: full_scan(q))
+
+        def rerank(gmin, gi, per_group):
+            """Exact distances to the rows of the groups gi [qb, n], then the certificate."""
+            n = gi.shape[1]
+            c, j = gi // gpc, gi % gpc
+            begin = jnp.minimum(c * chunk, cap - chunk)
+            rows = (begin + j * g)[:, :, None] + jnp.arange(g)  # [qb, n, g]
+            # a +inf minimum marks a group with no valid rows (argmin may return an already taken one)
+            ok = (rows >= (c * chunk)[:, :, None]) & (rows < count) & jnp.isfinite(gmin)[:, :, None]
+            if per_group:  # one group at a time: the gathered rows stay [qb, g, d]
+                exact = jax.lax.map(lambda rw: jnp.sum((q[:, None, :] - refs[rw]) ** 2, axis=-1), jnp.moveaxis(rows, 1, 0))
+                exact = jnp.moveaxis(exact, 0, 1)
+            else:
+                exact = jnp.sum((q[:, None, None, :] - refs[rows]) ** 2, axis=-1)
+            best = _smallest_k(jnp.where(ok, exact, jnp.inf).reshape(qb, n * g), k)
+            if best.shape[1] < k:  # fewer rows in the store than k
+                best = jnp.pad(best, ((0, 0), (0, k - best.shape[1])), constant_values=jnp.inf)
+            tau = gmin[:, -1]
+            certified = (n >= n_groups) | (best[:, -1] * (1.0 + 2.0 * (d + 4) * _U) <= tau + qn - err)
+            return best, certified
+
+        best, certified = rerank(*_smallest_k_idx(mins, kk), per_group=False)
+
+        def second_tier():  # near-ties: re-rank k + 32 groups before paying for a full scan
+            v, gi2 = jax.lax.top_k(-mins, min(k + _EXTRA2, n_groups))
+            b2, c2 = rerank(-v, gi2, per_group=True)
+            return jax.lax.cond(jnp.all(c2), lambda: (b2, c2), lambda: (full_scan(q), c2))
+
+        best, certified = jax.lax.cond(jnp.all(certified), lambda: (best, certified), second_tier)
         return best, certified
 
     qb = max(1, min(query_block, queries.shape[0]))

@@ -173,8 +173,9 @@ def test_smallest_k_exact_with_ties():
     np.testing.assert_allclose(np.sqrt(got), _brute_knn(q, refs[:2000], 5), rtol=1e-5, atol=1e-5)
 
 
-# one compiled search shared by the certificate tests: 1000-row store (not a multiple of the chunk,
-# so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 64-row groups
+# one compiled search shared by the certificate tests: 4000-row store (not a multiple of the chunk,
+# so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 64-row groups:
+# 64 groups, more than either re-rank tier (k + 2, k + 32) covers
 _CERT = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))
 
 
@@ -182,25 +183,25 @@ def test_screen_certifies_generic_data_and_falls_back_on_adversarial_data():
     rng = np.random.default_rng(9)
     q = rng.normal(size=(40, 8)).astype(np.float32)
     cases = {
-        "generic": rng.normal(size=(1000, 8)),
-        # 10 distinct points repeated 100 times each: group minima tie, the screen cannot certify
-        "duplicates": np.tile(rng.normal(size=(10, 8)), (100, 1)),
+        "generic": rng.normal(size=(4000, 8)),
+        # 10 distinct points repeated 400 times each: group minima tie, the screen cannot certify
+        "duplicates": np.tile(rng.normal(size=(10, 8)), (400, 1)),
         # every row at the same distance from the origin, queried at the origin: no gap to prune on
-        "sphere": 3.0 * (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(1000, 8))),
+        "sphere": 3.0 * (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(4000, 8))),
         # one far outlier dominates R (the error bound), the rest tightly clustered
-        "outlier": np.concatenate([1e3 * np.ones((1, 8)), 1e-3 * rng.normal(size=(999, 8))]),
+        "outlier": np.concatenate([1e3 * np.ones((1, 8)), 1e-3 * rng.normal(size=(3999, 8))]),
     }
     queries = {"sphere": 0.0 * q, "outlier": 1e-3 * q}
     certified = {}
     for name, refs in cases.items():
         refs = refs.astype(np.float32)
         qq = queries.get(name, q).astype(np.float32)
-        for count in (1000, 700, 3):  # full, partial (ring buffer filling), fewer rows than k
+        for count in (4000, 2900, 3):  # full, partial (ring buffer filling), fewer rows than k
             d, cert = _CERT(jnp.asarray(qq), jnp.asarray(refs), jnp.asarray(count, jnp.int32))
             want = _brute_knn(qq, refs[:count], 5)
             want = np.pad(want, ((0, 0), (0, 5 - want.shape[1])), constant_values=np.inf)
             np.testing.assert_allclose(np.sqrt(np.asarray(d)), want, rtol=1e-4, atol=1e-5, err_msg=f"{name}, count {count}")
-            if count == 1000:
+            if count == 4000:
                 certified[name] = float(np.mean(np.asarray(cert)))
     assert certified["generic"] == 1.0  # the fast path does the work on ordinary data
     assert certified["duplicates"] < 1.0 and certified["sphere"] < 1.0  # and the fallback ran, exactly
