@@ -10,6 +10,7 @@ import pytest
 from conftest import BATCH, compile_count, compiled_env
 
 import envs
+from envs.wrappers import CACHE_KEY
 from vpjax import economics
 
 NAMES = envs.registered()
@@ -145,6 +146,12 @@ def test_autoreset_ends_episode_and_carries_prev_mp(name):
     np.testing.assert_allclose(np.asarray(out.info["prev_mp"]), mp, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(out.info["episodes"]), 1)
     assert not np.array_equal(np.asarray(out.info["rng"]), np.asarray(s.info["rng"]))
+    # AutoReset's default "cached" mode: the new episode starts from each robot's first state
+    first = s.info[CACHE_KEY]
+    np.testing.assert_array_equal(np.asarray(out.pipeline_state.qpos), np.asarray(first["pipeline_state"].qpos))
+    np.testing.assert_array_equal(np.asarray(out.obs), np.asarray(first["obs"]))
+    assert set(out.info) == set(s.info)
+    jax.tree.map(np.testing.assert_array_equal, out.info[CACHE_KEY], first)
 
 
 @pytest.mark.parametrize("name", NAMES)
