@@ -8,10 +8,5 @@ extra=""
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then extra="[cuda]"; fi
 python3 -m pip install -q --disable-pip-version-check -e ".${extra}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
-# On a small CPU-only machine, single-threaded XLA Eigen avoids a thread-pool wedge seen on 2 cores
-# (see scripts/test.sh).
-if [ -z "$extra" ] && [ "$(nproc)" -le 4 ]; then
-  export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_multi_thread_eigen=false"
-fi
 python3 -m train --env dishwashing --size auto --out runs/main "$@"
 python3 -m evaluate --policy runs/main --env dishwashing

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from envs.batching import vmap_robots
 from vpjax import economics as E
 
 from .config import PPOConfig
@@ -214,7 +215,7 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         k_pol, k_val, k_env, k_next = jax.random.split(key, 4)
         dummy = jnp.zeros((1, env.observation_size), jnp.float32)
         params = {"policy": policy_net.init(k_pol, dummy), "value": value_net.init(k_val, dummy)}
-        env_state = jax.vmap(wrapped.reset, in_axes=(0, None))(jax.random.split(k_env, cfg.num_envs), env_params)
+        env_state = vmap_robots(wrapped.reset, (0, None))(jax.random.split(k_env, cfg.num_envs), env_params)
         return TrainState(params=params, opt_state=optimizer.init(params), norm=RunningStats.init(env.observation_size),
                           env_state=env_state, env_params=env_params,
                           ep_return=jnp.zeros((cfg.num_envs,), jnp.float32), key=k_next,
@@ -231,7 +232,7 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
         logp = dist.log_prob_raw(logits, raw)
         value = value_fn(params, norm, env_state.obs)
         p_b, axes = robot_params(env_params, env_state.info["episodes"], cfg.shaping_anneal_episodes)
-        nxt = jax.vmap(wrapped.step, in_axes=(0, 0, axes))(env_state, dist.postprocess(raw), p_b)
+        nxt = vmap_robots(wrapped.step, (0, 0, axes))(env_state, dist.postprocess(raw), p_b)
         reward = nxt.reward.astype(jnp.float32)
         done = nxt.done.astype(jnp.float32)
         ep_total = ep_return + reward
@@ -392,11 +393,11 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
       ``return_states``, robot 0's per-step ``pipeline_state.qpos`` [T, nq] (for rendering).
     """
     econ = env_params.econ
-    s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+    s = vmap_robots(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
 
     def body(carry, _):
         s, alive, ret, final = carry
-        s2 = jax.vmap(env.step, in_axes=(0, 0, None))(s, act(s.obs), env_params)
+        s2 = vmap_robots(env.step, (0, 0, None))(s, act(s.obs), env_params)
         ret = ret + alive * s2.reward
         final = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), s2.metrics, final)
         alive_next = alive * (1.0 - s2.done)
