@@ -32,13 +32,18 @@ step() {  # step NAME SECONDS COMMAND...
   status+=("| $name | $rc | $((t1 - t0)) |")
 }
 
-# three batch sizes take ~250 s with compiles (~360 s with --compare-fresh, the old full-reset wrapper)
-step env_throughput "${ENV_SECS:-300}" python3 benchmarks/env_throughput.py \
-  --batch-sizes "${ENV_BATCHES:-16384,4096,1024}" --seconds 3 --out "$OUT/env_throughput_$card.md"
-step train_throughput "${TRAIN_SECS:-150}" python3 benchmarks/train_throughput.py --env dishwashing \
-  --num-envs "${TRAIN_ENVS:-2048}" --iterations 4 --repeats 1 --out "$OUT/train_throughput_$card.md"
+# Order = priority (a session has ~15 min of device time including start-up): the owed dishwashing
+# learning run first, then env and training throughput, then the valuation rerun.
 step learn_dishwashing "${LEARN_SECS:-260}" python3 benchmarks/learn_dishwashing.py \
   --minutes "${LEARN_MINUTES:-3.5}" --num-envs "${LEARN_ENVS:-4096}" --results "$OUT" --policy-out "$OUT/learn_policy"
+# each batch size takes ~80 s with its compiles (add 1024 and --compare-fresh when time allows)
+step env_throughput "${ENV_SECS:-200}" python3 benchmarks/env_throughput.py \
+  --batch-sizes "${ENV_BATCHES:-16384,4096}" --seconds 3 --out "$OUT/env_throughput_$card.md"
+step train_throughput "${TRAIN_SECS:-150}" python3 benchmarks/train_throughput.py --env dishwashing \
+  --num-envs "${TRAIN_ENVS:-2048}" --iterations 4 --repeats 1 --out "$OUT/train_throughput_$card.md"
+step valuation_throughput "${VAL_SECS:-120}" python3 benchmarks/valuation_throughput.py --only novelty --only memory \
+  --queries 10000 --stored 100000 --chunk-size 16384 --query-block 10000 --mem-stored 1000000 --mem-queries 10000 \
+  --out "$OUT/valuation_throughput_$card.md"
 
 echo
 echo "## GPU checks ($card)"
