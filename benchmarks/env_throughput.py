@@ -99,6 +99,7 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool, compa
     from mujoco import mjx
 
     import envs
+    from envs.batching import vmap_robots
     from envs.wrappers import AutoReset
 
     env = envs.make(env_name)
@@ -107,14 +108,14 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool, compa
     work = []
     for name, mode in [("env", "cached")] + ([("env_fresh_reset", "fresh")] if compare_fresh else []):
         auto = AutoReset(env, reset_mode=mode)
-        s0 = jax.jit(jax.vmap(auto.reset))(keys)
-        step = jax.vmap(auto.step, in_axes=(0, 0, None))
+        s0 = jax.jit(vmap_robots(auto.reset))(keys)
+        step = vmap_robots(auto.step, (0, 0, None))
         run = _policy_runner(lambda s, a, step=step: step(s, a, params), batch, env.action_size, steps)
         work.append((name, run, (s0, jax.random.PRNGKey(1))))
 
     model = env.mjx_model
     n_sub = env.n_substeps
-    d0 = jax.jit(jax.vmap(env.reset))(keys).pipeline_state
+    d0 = jax.jit(vmap_robots(env.reset))(keys).pipeline_state
 
     @jax.jit
     def bare_run(d):
@@ -125,7 +126,7 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool, compa
             return jax.lax.scan(sub, d, None, length=n_sub)[0]
 
         def body(d, _):
-            return jax.vmap(one)(d), None
+            return vmap_robots(one)(d), None
 
         return jax.lax.scan(body, d, None, length=steps)[0]
 
@@ -134,8 +135,8 @@ def make_workloads(batch: int, steps: int, env_name: str, skip_brax: bool, compa
         from brax import envs as brax_envs
 
         h = brax_envs.get_environment("humanoid", backend="mjx")
-        hs0 = jax.jit(jax.vmap(h.reset))(jax.random.split(jax.random.PRNGKey(2), batch))
-        run = _policy_runner(jax.vmap(h.step), batch, h.action_size, steps)
+        hs0 = jax.jit(vmap_robots(h.reset))(jax.random.split(jax.random.PRNGKey(2), batch))
+        run = _policy_runner(vmap_robots(h.step), batch, h.action_size, steps)
         work.append(("brax_humanoid", run, (hs0, jax.random.PRNGKey(3))))
     return env, work
 
@@ -159,6 +160,7 @@ def _report(args, argv, env, rows, console, final: bool, load_start: str) -> Non
         f"- timing: {args.steps_per_call} control steps per jitted call (lax.scan over a vmapped batch); "
         f"after compile + one warm-up call of every workload, {args.rounds} interleaved rounds of "
         f"{args.seconds / args.rounds:g} s per workload, block_until_ready after each call; the best round counts",
+        "- every workload vmaps its robots with `envs.batching.vmap_robots` (plain vmap, or lax.map groups of <= 32 on a CPU with <= 2 threads, where larger batches deadlock in batched LAPACK Cholesky)\n"
         "- env = `vmap(AutoReset(env).step)` (IK, DR, economics, shaping, guard, auto-reset from the cached "
         "first state); bare = `mjx.step` x substeps on the same model (physics floor); overhead = bare/env − 1"
         + ("; env fresh reset = `AutoReset(env, reset_mode='fresh')` (a full reset computed every step)" if fresh else ""),

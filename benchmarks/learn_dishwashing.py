@@ -24,7 +24,6 @@ CPU smoke run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -46,6 +45,7 @@ def expert_economics(env, env_params, robots: int, seed: int = 7) -> dict | None
         from envs.experts import make_expert
     except Exception:
         return None
+    from envs.batching import vmap_robots
     from train.ppo import evaluate_policy
 
     try:
@@ -56,11 +56,11 @@ def expert_economics(env, env_params, robots: int, seed: int = 7) -> dict | None
 
     # The expert reads the state, not only the observation: evaluate with a state-aware loop.
     def run(key):
-        s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, robots), env_params)
+        s = vmap_robots(env.reset, (0, None))(jax.random.split(key, robots), env_params)
 
         def body(s, _):
             a = jax.vmap(expert, in_axes=(0, None))(s, env_params)
-            s2 = jax.vmap(env.step, in_axes=(0, 0, None))(s, a, env_params)
+            s2 = vmap_robots(env.step, (0, 0, None))(s, a, env_params)
             return s2, None
 
         s, _ = jax.lax.scan(body, s, None, length=env.episode_length)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs.batching import vmap_robots
 from vpjax import economics as E
 
 from .sim import Task
@@ -44,7 +45,7 @@ def _jitted(task: Task):
     c = task._cache
     if "eval" not in c:
         env = task.env
-        c["eval"] = (jax.jit(jax.vmap(env.reset, in_axes=(0, None))), jax.jit(jax.vmap(env.step, in_axes=(0, 0, None))),
+        c["eval"] = (jax.jit(vmap_robots(env.reset, (0, None))), jax.jit(vmap_robots(env.step, (0, 0, None))),
                      jax.jit(jax.vmap(task.proprio)))
     return c["eval"]
 
