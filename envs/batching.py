@@ -59,11 +59,10 @@ def vmap_robots(fn: Callable, in_axes: Any = 0, group: int | None = -1) -> Calla
 
     def call(*args):
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-        sizes = [leaf.shape[0] for ax, a in zip(axes, args) if ax is not None
-                 for ax_leaf, leaf in _pairs(ax, a)] if any(ax is not None for ax in axes) else []
-        if not sizes:
+        mapped_leaves = [leaf for ax, a in zip(axes, args) for leaf in _mapped_leaves(ax, a)]
+        if not mapped_leaves:
             return vfn(*args)
-        n = sizes[0]
+        n = mapped_leaves[0].shape[0]
         g = group_size(n) if group == -1 else group
         if g is None or g >= n or n % g:
             return vfn(*args)
@@ -90,9 +89,9 @@ def vmap_robots(fn: Callable, in_axes: Any = 0, group: int | None = -1) -> Calla
     return call
 
 
-def _pairs(ax, tree):
-    """(axis, leaf) for every leaf of ``tree`` under the prefix ``ax``."""
-    out = []
-    jax.tree.map(lambda a, sub: out.extend((a, leaf) for leaf in jax.tree.leaves(sub)), ax, tree,
+def _mapped_leaves(ax, tree) -> list:
+    """The leaves of ``tree`` that the prefix ``ax`` maps over (axis 0)."""
+    out: list = []
+    jax.tree.map(lambda a, sub: out.extend(jax.tree.leaves(sub)) if a is not None else None, ax, tree,
                  is_leaf=lambda x: x is None)
-    return [(a, leaf) for a, leaf in out if a is not None]
+    return out

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-
 from . import checkpoint as ckpt
 from .config import PPOConfig
 from .ppo import make_train
