@@ -6,7 +6,7 @@ Why: MJX factorizes each robot's mass matrix and its Newton-solver Hessian with
 thread pool and *waits* for the pieces. XLA runs independent thunks concurrently on the same pool,
 so with two such factorizations in flight on a 2-thread pool both threads wait for work that no
 thread is left to run: the program hangs with every thread idle (seen on this project's 2-core
-machines with 64 dishwashing robots; 32 robots ran). Splitting the robots into groups that each
+machines with 32, 64 and 128 dishwashing robots). Splitting the robots into groups that each
 stay under the kernel's parallel-work threshold and stepping the groups with ``jax.lax.map`` keeps
 every factorization on its calling thread. On GPUs, and on CPUs with more threads, nothing changes.
 """
@@ -18,9 +18,11 @@ from typing import Any, Callable
 
 import jax
 
-# Robots per group on a small CPU pool. 32 dishwashing robots (nv = 35) stayed below jaxlib's
-# parallel-split threshold in practice; 64 did not.
-CPU_GROUP = 32
+# Robots per group on a small CPU pool. jaxlib's batched Cholesky runs on its calling thread while
+# batch * n^3/3 < 200,000 (kMinWorkPerTask in jaxlib's lapack_kernels.cc); with n = nv = 35
+# (dishwashing) that is at most 13 robots, and 8 keeps models up to nv = 42 inline. 32 robots
+# deadlocked the main job; 64 deadlocked the trainer and brax.
+CPU_GROUP = 8
 SMALL_POOL = 2  # intra-op threads at or below which the deadlock can happen (2 concurrent factorizations)
 
 
