@@ -284,7 +284,7 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--chunk-size", type=int, default=2048, help="reference rows per scan step (CPU: 2048; GPU: 16384)")
-    p.add_argument("--query-block", type=int, default=128, help="queries per block (CPU: 128; GPU: 10000)")
+    p.add_argument("--query-block", type=int, default=256, help="queries per block (CPU: 256; GPU: 10000)")
     p.add_argument("--novelty-data", nargs="+", choices=("isotropic", "structured"), default=["isotropic", "structured"], help="novelty data sets (see novelty_data)")
     p.add_argument("--mem-stored", type=int, default=1_000_000, help="store size of the memory check (0: skip)")
     p.add_argument("--mem-queries", type=int, default=256)

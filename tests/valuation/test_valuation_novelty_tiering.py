@@ -205,3 +205,24 @@ def test_screen_certifies_generic_data_and_falls_back_on_adversarial_data():
                 certified[name] = float(np.mean(np.asarray(cert)))
     assert certified["generic"] == 1.0  # the fast path does the work on ordinary data
     assert certified["duplicates"] < 1.0 and certified["sphere"] < 1.0  # and the fallback ran, exactly
+
+
+def test_second_tier_compacts_few_uncertified_queries_and_reruns_crowded_blocks(monkeypatch):
+    # Up to _TIER2_ROWS uncertified queries of a block go on alone (padded sub-block); more send the
+    # whole block on. 20 rows in 20 groups sit within 1e-4 of c = 30·e1, below float32's resolution
+    # of the screen there (‖r‖² ≈ 900): the screen orders them at random, so the first tier's k + 2
+    # groups miss some of a nearby query's k nearest and cannot certify; the second tier's k + 32
+    # groups hold all 20 and certify. Every other row is far from c.
+    monkeypatch.setattr(nv, "_TIER2_ROWS", 4)
+    rng = np.random.default_rng(10)
+    refs = rng.normal(size=(4000, 8))
+    near = 64 * np.arange(3, 63, 3)  # one row in each of 20 groups
+    c = np.r_[30.0, np.zeros(7)]
+    refs[near] = c + 1e-4 * rng.normal(size=(20, 8))
+    q = rng.normal(size=(32, 8))
+    centre = np.r_[[1, 5, 9], 16 + np.arange(8)]  # block 0: 3 near c (compacted); block 1: 8 (whole block)
+    q[centre] = c + 1e-4 * rng.normal(size=(11, 8))
+    refs, q = refs.astype(np.float32), q.astype(np.float32)
+    d, cert = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))(jnp.asarray(q), jnp.asarray(refs), jnp.asarray(4000))
+    np.testing.assert_allclose(np.sqrt(np.asarray(d)), _brute_knn(q, refs, 5), rtol=1e-4)
+    assert np.asarray(cert).all()  # the second tier certified them; no full scan needed
