@@ -174,8 +174,8 @@ def test_smallest_k_exact_with_ties():
 
 
 # one compiled search shared by the certificate tests: 4000-row store (not a multiple of the chunk,
-# so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 64-row groups:
-# 64 groups, more than either re-rank tier (k + 2, k + 32) covers
+# so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 32-row groups:
+# 128 groups, more than either re-rank tier (k + 2, k + 32) covers
 _CERT = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))
 
 
