@@ -178,8 +178,11 @@ def bench_novelty(args, rows):
         refs, qs = novelty_data(kind, args.stored, args.queries, args.dim, 1)
 
         def sk():
-            nn = NearestNeighbors(n_neighbors=args.k, algorithm="brute").fit(refs)
-            return nn.kneighbors(qs)[0]
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1 if args.one_thread else None):
+                nn = NearestNeighbors(n_neighbors=args.k, algorithm="brute").fit(refs)
+                return nn.kneighbors(qs)[0]
 
         state = jax.jit(t.update)(t.init(jax.random.key(0)), refs)
         t0 = time.perf_counter()
@@ -242,10 +245,13 @@ def bench_memory(args, rows):
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
     m = json.loads(res.stdout.strip().splitlines()[-1])
     store_mb = args.mem_stored * args.dim * 4 / 2**20
+    from valuation.novelty import _EXTRA, _group_size
+
     # per query block: the distance tile, the group-minimum table, the gathered re-rank rows
     qb, chunk = min(args.query_block, args.mem_queries), min(args.chunk_size, args.mem_stored)
-    groups = -(-args.mem_stored // chunk) * chunk // 64
-    work_mb = qb * (chunk + groups + (5 + 2) * 64 * args.dim) * 4 / 2**20
+    g = _group_size(chunk)
+    groups = -(-args.mem_stored // chunk) * chunk // g
+    work_mb = qb * (chunk + groups + (5 + _EXTRA) * g * args.dim) * 4 / 2**20
     extra = (m["peak_kb"] - m["after_fill_kb"]) / 1024
     dev = f"; device peak {m['device_peak_bytes'] / 2**20:.0f} MiB" if m.get("device_peak_bytes", -1) > 0 else ""
     rows.append(
@@ -289,10 +295,17 @@ def main(argv=None):
     p.add_argument("--mem-stored", type=int, default=1_000_000, help="store size of the memory check (0: skip)")
     p.add_argument("--mem-queries", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="both sides on one thread (sklearn via threadpoolctl, XLA via XLA_FLAGS): a ratio that other jobs on the machine distort less",
+    )
     p.add_argument("--only", choices=("value", "novelty", "memory"), action="append", help="run only these parts")
     p.add_argument("--out", default=None, help="write the markdown record here")
     p.add_argument("--_memcheck", nargs=5, type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.one_thread:  # before jax is imported (also inherited by the memory check's process)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
     if args._memcheck:
         memcheck(*args._memcheck)
         return 0
@@ -325,7 +338,7 @@ def main(argv=None):
             "- peers: the seed's loop refitting sklearn BayesianRidge per datapoint (lookback 100, 80% Normal interval); sklearn NearestNeighbors(algorithm='brute')",
             "- times: best of --repeats after one warm-up call (compile excluded; compile time shown where measured); the seed loop runs once; the k-NN peer and ours alternate",
             "- the sklearn peers always run on the host CPU",
-            f"- threads: {_threads()}",
+            f"- threads: {_threads()}" + ("; --one-thread: sklearn limited to 1 thread by threadpoolctl around the k-NN peer" if args.one_thread else ""),
             "",
             "",
         ]
