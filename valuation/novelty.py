@@ -198,9 +198,9 @@ def knn_sq_dists_certified(queries: Array, refs: Array, count: Array, k: int, ch
             # an all-+inf chunk may be picked twice (argmin of a row of +inf): void its groups
             sub = jnp.where(jnp.isfinite(cv)[:, :, None], mins[ci, jnp.arange(qb)[:, None]], jnp.inf)
             gv, gj = _smallest_k_idx(sub.reshape(qb, kk * gpc), kk)
-            first = (gv, jnp.take_along_axis(ci, gj // gpc, axis=1) * gpc + gj % gpc)
+            top = (gv, jnp.take_along_axis(ci, gj // gpc, axis=1) * gpc + gj % gpc)
         else:
-            first = _smallest_k_idx(table(slice(None)), kk)
+            top = _smallest_k_idx(table(slice(None)), kk)
 
         def rerank(q, qn, gmin, gi, per_group):
             """Exact distances from q [m, d] to the rows of the groups gi [m, n], then the certificate."""
@@ -226,7 +226,7 @@ def knn_sq_dists_certified(queries: Array, refs: Array, count: Array, k: int, ch
             certified = (n >= n_groups) | (best[:, -1] * (1.0 + 2.0 * (d + 4) * _U) <= tau + qn - err)
             return best, certified
 
-        best, certified = rerank(q, qn, *first, per_group=False)
+        best, certified = rerank(q, qn, *top, per_group=False)
 
         def second_tier(q, qn, mins):  # near-ties: re-rank k + 32 groups before paying for a full scan
             v, gi2 = jax.lax.top_k(-mins, min(k + _EXTRA2, n_groups))
