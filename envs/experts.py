@@ -123,6 +123,8 @@ def dishwashing_expert(env) -> Policy:
     finger_dof = jnp.asarray(r.finger_dof[0])
     arm_dof = jnp.asarray(r.arm_dof[0])
     shoulder = mujoco.mj_name2id(env.mj_model, mujoco.mjtObj.mjOBJ_BODY, "right_shoulder")
+    if shoulder < 0:
+        raise ValueError("dishwashing expert: the env's model has no body 'right_shoulder' (its reach limit needs it)")
 
     def goal_and_grip(state, params):
         data = state.pipeline_state
