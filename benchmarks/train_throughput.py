@@ -32,6 +32,15 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+PEERS = {
+    "vpjax": "vpjax PPO (economic reward on)",
+    "vpjax_noecon": "vpjax PPO (economic_reward=False)",
+    "brax": "brax PPO (brax wrappers)",
+    "vpjax_rollout": "vpjax rollout only (no GAE/SGD)",
+    "brax_rollout": "brax generate_unroll only (no GAE/SGD)",
+}
+
+
 def make_env(spec: str, economic_reward: bool, episode_length: int | None):
     from train.cli import make_env as _make
 
@@ -41,8 +50,22 @@ def make_env(spec: str, economic_reward: bool, episode_length: int | None):
     return _make(spec, **kw)
 
 
+def xla_cost(compiled) -> dict:
+    """flops / transcendentals / bytes accessed of a compiled program (XLA's static cost analysis), or {}."""
+    try:
+        ca = compiled.cost_analysis()
+    except Exception:  # pragma: no cover - backend without cost analysis
+        return {}
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    return {k: float(ca[k]) for k in ("flops", "transcendentals", "bytes accessed") if ca and k in ca}
+
+
 def vpjax_timer(env, cfg, iterations: int):
-    """Compiles vpjax's training epoch; returns (time_one_epoch() -> env steps/s, compile+first call seconds)."""
+    """Compiles vpjax's training epoch.
+
+    Returns:
+      (time_one_epoch() -> env steps/s, compile + first call seconds, XLA cost analysis of the epoch).
+    """
     from train.ppo import make_train
 
     tr = make_train(cfg, env)
@@ -52,16 +75,18 @@ def vpjax_timer(env, cfg, iterations: int):
     def epoch(s):
         return jax.lax.scan(tr.training_step, s, None, length=iterations)
 
+    t0 = time.perf_counter()
+    compiled = epoch.lower(state["s"]).compile()  # ahead of time: the same executable is timed and costed
+
     def run_once():
         t0 = time.perf_counter()
-        s, _ = epoch(state["s"])
+        s, _ = compiled(state["s"])
         jax.block_until_ready(s)
         state["s"] = s
         return iterations * cfg.batch_size / (time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
     run_once()
-    return run_once, time.perf_counter() - t0
+    return run_once, time.perf_counter() - t0, xla_cost(compiled)
 
 
 class BraxMetricsAdapter:
@@ -83,6 +108,78 @@ class BraxMetricsAdapter:
     def step(self, state, action):
         nxt = self.env.step(state, action)
         return nxt.replace(metrics={**state.metrics, **nxt.metrics})
+
+
+def _aot_timer(fn, arg, steps: int):
+    """AOT-compiles ``fn`` (donating its argument); returns (time_once() -> env steps/s, compile+first call s)."""
+    jitted = jax.jit(fn, donate_argnums=0)
+    t0 = time.perf_counter()
+    compiled = jitted.lower(arg).compile()
+    box = {"a": arg}
+
+    def run_once():
+        t1 = time.perf_counter()
+        box["a"] = compiled(box["a"])
+        jax.block_until_ready(box["a"])
+        return steps / (time.perf_counter() - t1)
+
+    run_once()
+    return run_once, time.perf_counter() - t0
+
+
+def vpjax_rollout_timer(env, cfg, iterations: int):
+    """vpjax's rollout alone (policy sampling, env steps with auto-reset and economics, episode statistics, values)."""
+    from train.ppo import make_train
+
+    tr = make_train(cfg, env)
+    s0 = jax.jit(tr.init)(jax.random.PRNGKey(0))
+
+    def rollouts(s):
+        def body(s, key):
+            env_state, ep_return, traj, acc = tr.rollout(s, key)
+            # keep the rollout's outputs alive (as training does) so that XLA cannot drop them
+            live = sum(x.sum() for x in jax.tree.leaves((traj, acc)))
+            return s.replace(env_state=env_state, ep_return=ep_return + 0.0 * live), None
+
+        s, _ = jax.lax.scan(body, s, jax.random.split(s.key, iterations))
+        return s.replace(key=jax.random.fold_in(s.key, 1))
+
+    return _aot_timer(rollouts, s0, iterations * cfg.batch_size)
+
+
+def brax_rollout_timer(env, cfg, iterations: int):
+    """brax's rollout alone: ``acting.generate_unroll`` (the function brax's PPO calls) with a brax PPO policy
+    (observation normalizer, tanh-normal) on the brax-wrapped env (Episode, Vmap, AutoReset wrappers)."""
+    from brax.envs.wrappers import training as brax_wrappers
+    from brax.training import acting
+    from brax.training.acme import running_statistics
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    benv = brax_wrappers.wrap(BraxMetricsAdapter(env), episode_length=env.episode_length, action_repeat=1)
+    nets = ppo_networks.make_ppo_networks(env.observation_size, env.action_size,
+                                          preprocess_observations_fn=running_statistics.normalize,
+                                          policy_hidden_layer_sizes=cfg.policy_hidden,
+                                          value_hidden_layer_sizes=cfg.value_hidden)
+    norm = running_statistics.init_state(jax.ShapeDtypeStruct((env.observation_size,), jnp.float32))
+    policy_params = nets.policy_network.init(jax.random.PRNGKey(1))
+    make_policy = ppo_networks.make_inference_fn(nets)
+    s0 = jax.jit(benv.reset)(jax.random.split(jax.random.PRNGKey(0), cfg.num_envs))
+
+    def rollouts(carry):
+        state, key = carry
+        policy = make_policy((norm, policy_params))
+
+        def body(state, k):
+            state, data = acting.generate_unroll(benv, state, policy, k, cfg.unroll_length,
+                                                 extra_fields=("truncation",))
+            live = data.reward.sum() + data.discount.sum() + data.extras["policy_extras"]["log_prob"].sum()
+            return state.replace(reward=state.reward + 0.0 * live), None
+
+        key, k = jax.random.split(key)
+        state, _ = jax.lax.scan(body, state, jax.random.split(k, iterations))
+        return state, key
+
+    return _aot_timer(rollouts, (s0, jax.random.PRNGKey(2)), iterations * cfg.batch_size)
 
 
 def brax_sps(env, cfg, iterations: int, repeats: int) -> tuple[float, float]:
@@ -112,6 +209,7 @@ def brax_sps(env, cfg, iterations: int, repeats: int) -> tuple[float, float]:
               max_grad_norm=cfg.max_grad_norm, network_factory=net, num_eval_envs=cfg.num_minibatches,
               deterministic_eval=True, progress_fn=progress, seed=0)
     total = time.perf_counter() - t0
+    print(f"[brax] training/sps per epoch (the first includes compilation): {[round(x) for x in sps]}", flush=True)
     # the first epoch's sps includes compilation; report the best later one
     return (max(sps[1:]) if len(sps) > 1 else (sps[0] if sps else float("nan"))), total
 
@@ -127,7 +225,12 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=None, help="training iterations per timed epoch")
     p.add_argument("--repeats", type=int, default=4, help="timed epochs per peer, in alternating order (best is reported)")
     p.add_argument("--hidden", default="64,64", help="policy and value hidden sizes")
-    p.add_argument("--peers", default="vpjax,vpjax_noecon,brax", help="comma list of peers to run")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam step size of every peer (default: PPOConfig's). 0 freezes the policies at their "
+                        "initialization while computing the same gradients and updates: the vpjax variants then "
+                        "roll out identical trajectories, so their difference is compute alone")
+    p.add_argument("--peers", default="vpjax,vpjax_noecon,brax",
+                   help="comma list of: " + ", ".join(f"{k} ({v})" for k, v in PEERS.items()))
     p.add_argument("--out", default=None, help="write the markdown table here")
     args = p.parse_args(argv)
 
@@ -140,6 +243,10 @@ def main(argv=None) -> int:
     cfg = PPOConfig(num_envs=num_envs, unroll_length=args.unroll_length, num_minibatches=args.num_minibatches,
                     update_epochs=args.update_epochs, policy_hidden=hidden, value_hidden=hidden,
                     total_timesteps=num_envs * args.unroll_length * iterations)
+    if args.learning_rate is not None:
+        if args.learning_rate < 0:
+            p.error(f"--learning-rate: must be >= 0, got {args.learning_rate}")
+        cfg = cfg.replace(learning_rate=args.learning_rate)
     peers = args.peers.split(",")
     def write_table(results):
         device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
@@ -158,7 +265,8 @@ def main(argv=None) -> int:
             f"- load average at the end (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}",
             f"- env: `{args.env}` (episode length {env.episode_length}); robots {num_envs}, unroll {args.unroll_length}, "
             f"minibatches {args.num_minibatches}, epochs {args.update_epochs}, networks {hidden}, "
-            f"{iterations} iterations per timed epoch, best of {args.repeats}",
+            f"{iterations} iterations per timed epoch, best of {args.repeats}, learning rate {cfg.learning_rate:g}"
+            + (" (policies frozen at initialization)" if cfg.learning_rate == 0 else ""),
             "- measured: training env steps/s after compilation (rollout + GAE + SGD); brax: `training/sps` of its "
             "later training epochs (brax.training.agents.ppo.train with the device_put_replicated shim)",
             "",
@@ -169,18 +277,38 @@ def main(argv=None) -> int:
         for peer, (sps, first) in results.items():
             if peer == "brax":
                 ratio = "1.00 (reference)"
+            elif peer == "brax_rollout":
+                ratio = "1.00 (rollout reference)"
+            elif peer == "vpjax_rollout":
+                r_ref = results.get("brax_rollout", (None,))[0]
+                ratio = f"{sps / r_ref:.2f}x brax rollout" if r_ref else ""
             elif peer == "vpjax_noecon":
                 ratio = (f"{sps / ref:.2f}x brax" if ref else "") + (
                     f"; economic-reward overhead {100 * (sps / results['vpjax'][0] - 1):+.1f}%" if "vpjax" in results else "")
             else:
                 ratio = f"{sps / ref:.2f}x brax" if ref else ""
-            name = {"vpjax": "vpjax PPO (economic reward on)", "vpjax_noecon": "vpjax PPO (economic_reward=False)",
-                    "brax": "brax PPO (brax wrappers)"}[peer]
+            name = PEERS[peer]
             lines.append(f"| {name} | {sps:,.0f} | {first:.1f} | {ratio} |")
         if "vpjax" in results and "vpjax_noecon" in results:
             on, off = results["vpjax"][0], results["vpjax_noecon"][0]
             lines += ["", f"Economic-reward overhead: {100 * (off - on) / off:.1f}% of throughput "
                           f"(on {on:,.0f} vs off {off:,.0f} steps/s)."]
+        if costs.get("vpjax", {}).get("flops") and costs.get("vpjax_noecon", {}).get("flops"):
+            c_on, c_off = costs["vpjax"], costs["vpjax_noecon"]
+            rel = lambda k: 100 * (c_on[k] - c_off[k]) / c_off[k] if c_off.get(k) else float("nan")  # noqa: E731
+            d = {k: c_on.get(k, 0) - c_off.get(k, 0) for k in ("flops", "transcendentals", "bytes accessed")}
+            lines += ["", "XLA's static cost analysis of the two compiled training epochs (deterministic and "
+                          "machine-independent, unlike the timings; XLA counts each loop body once, so these are "
+                          f"the work of one pass through every loop, not a time share): the economic terms add "
+                          f"{d['flops']:,.0f} flops, {d['transcendentals']:,.0f} transcendentals and "
+                          f"{d['bytes accessed']:,.0f} bytes accessed.", "",
+                      "| | flops | transcendentals | bytes accessed |", "|---|---:|---:|---:|",
+                      f"| economic reward on | {c_on['flops']:,.0f} | {c_on.get('transcendentals', 0):,.0f} | "
+                      f"{c_on.get('bytes accessed', 0):,.0f} |",
+                      f"| economic reward off | {c_off['flops']:,.0f} | {c_off.get('transcendentals', 0):,.0f} | "
+                      f"{c_off.get('bytes accessed', 0):,.0f} |",
+                      f"| on − off | {rel('flops'):+.4f}% | {rel('transcendentals'):+.4f}% | "
+                      f"{rel('bytes accessed'):+.4f}% |"]
         lines += ["", "Notes: brax's AutoResetWrapper restores a cached first state instead of resetting, and it does not "
                       "reset the env's per-episode economic counters (units, errors, work seconds), so under brax the "
                       "economics are not per episode; vpjax uses `envs.wrappers.AutoReset`, which resets the robot and "
@@ -193,24 +321,35 @@ def main(argv=None) -> int:
 
     results = {}
     timers = {}
+    costs = {}
     env = None
     for peer in peers:
         if peer == "brax":
             continue
+        if peer not in PEERS:
+            p.error(f"--peers: unknown peer {peer!r}; use some of {', '.join(PEERS)}")
         env = make_env(args.env, economic_reward=(peer != "vpjax_noecon"), episode_length=args.episode_length)
         print(f"[{peer}] compiling ...", flush=True)
-        timers[peer] = vpjax_timer(env, cfg, iterations)
+        if peer == "vpjax_rollout":
+            timers[peer] = vpjax_rollout_timer(env, cfg, iterations)
+        elif peer == "brax_rollout":
+            timers[peer] = brax_rollout_timer(env, cfg, iterations)
+        else:
+            run_once, first, cost = vpjax_timer(env, cfg, iterations)
+            timers[peer] = (run_once, first)
+            costs[peer] = cost
     # Interleave the vpjax variants' timed epochs so that load changes on the machine hit both alike, and
     # alternate their order (A B, B A, ...): on a 2-core CPU whichever variant ran second in a round was
     # 6-20% faster (measured with both orders), far more than the economic terms' own cost.
-    best = {peer: 0.0 for peer in timers}
+    runs = {peer: [] for peer in timers}
     order = list(timers)
     for r in range(args.repeats):
         for peer in (order if r % 2 == 0 else order[::-1]):
-            best[peer] = max(best[peer], timers[peer][0]())
+            runs[peer].append(timers[peer][0]())
     for peer, (_, first) in timers.items():
-        results[peer] = (best[peer], first)
-        print(f"[{peer}] {best[peer]:,.0f} env steps/s (first call incl. compile {first:.1f} s)", flush=True)
+        results[peer] = (max(runs[peer]), first)
+        print(f"[{peer}] {max(runs[peer]):,.0f} env steps/s (first call incl. compile {first:.1f} s); "
+              f"every timed epoch: {[round(x) for x in runs[peer]]}", flush=True)
     if args.out and results:
         write_table(dict(results))  # partial table, in case brax runs past an outer time limit
     if "brax" in peers:

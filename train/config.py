@@ -22,7 +22,7 @@ class PPOConfig:
       unroll_length: env steps per robot per iteration (the rollout's scan length).
       num_minibatches: minibatches per epoch; ``num_envs * unroll_length`` must divide evenly.
       update_epochs: passes over each rollout batch.
-      learning_rate, lr_schedule, lr_end_fraction: Adam step size, its schedule ("constant",
+      learning_rate, lr_schedule, lr_end_fraction: Adam step size (0 freezes the policy, for benchmarks), its schedule ("constant",
         "linear", "cosine") and the final fraction of the initial rate.
       max_grad_norm: global-norm clipping.
       discount, gae_lambda: γ_RL and λ of GAE (not the economic γ).
@@ -92,7 +92,7 @@ class PPOConfig:
         need(self.episodes >= 0, "episodes", "must be >= 0")
         need((self.num_envs * self.unroll_length) % self.num_minibatches == 0, "num_minibatches",
              f"must divide num_envs*unroll_length = {self.num_envs * self.unroll_length}")
-        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.learning_rate >= 0, "learning_rate", "must be >= 0 (0 freezes the policy: benchmarks only)")
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"use one of {LR_SCHEDULES}")
         need(0.0 <= self.lr_end_fraction <= 1.0, "lr_end_fraction", "must be in [0, 1]")
         need(0.0 < self.discount <= 1.0, "discount", "must be in (0, 1]")

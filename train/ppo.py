@@ -223,37 +223,54 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
 
     # ------------------------------------------------------------------ rollout
     def env_step(carry, key):
-        """One control step of every robot; the economic reward is computed inside env.step."""
-        env_state, ep_return, params, norm, env_params = carry
-        k_act, k_noise = jax.random.split(key)
-        del k_noise
+        """One control step of every robot; the economic reward is computed inside env.step.
+
+        Episode statistics are accumulated per robot in the carry (``acc``: sums over the episodes that
+        end in this step, and per-step sums of α, γ and the shaping reward) rather than stacked per step:
+        the rollout then writes only what GAE and the update need.
+        """
+        env_state, ep_return, params, norm, env_params, acc = carry
         logits = policy_logits(params, norm, env_state.obs)
-        raw = dist.sample_raw(logits, k_act)
+        raw = dist.sample_raw(logits, key)
         logp = dist.log_prob_raw(logits, raw)
-        value = value_fn(params, norm, env_state.obs)
         p_b, axes = robot_params(env_params, env_state.info["episodes"], cfg.shaping_anneal_episodes)
         nxt = vmap_robots(wrapped.step, (0, 0, axes))(env_state, dist.postprocess(raw), p_b)
         reward = nxt.reward.astype(jnp.float32)
         done = nxt.done.astype(jnp.float32)
         ep_total = ep_return + reward
-        stats = {k: nxt.metrics[k].astype(jnp.float32) for k in EPISODE_METRICS}
-        stats["episode_return"] = ep_total
-        stats["alpha"] = p_b.econ.alpha.astype(jnp.float32)
-        stats["gamma"] = p_b.econ.gamma.astype(jnp.float32)
+        m = nxt.metrics
         econ = env_params.econ
-        stats["parity_ok"] = ((nxt.metrics["productivity_parity"] >= econ.productivity_threshold)
-                              & (jnp.abs(nxt.metrics["wage_parity"] - 1.0) <= econ.wage_tolerance)).astype(jnp.float32)
-        stats["reward_shaping"] = nxt.metrics.get("reward_shaping", jnp.zeros_like(reward)).astype(jnp.float32)
-        tr = Transition(obs=env_state.obs, raw_action=raw, logp=logp, value=value, reward=reward * cfg.reward_scaling,
-                        done=done)
-        return (nxt, ep_total * (1.0 - done), params, norm, env_params), (tr, stats, done)
+        ended = {k: m[k].astype(jnp.float32) for k in EPISODE_METRICS}
+        ended["episode_return"] = ep_total
+        ended["parity_ok"] = ((m["productivity_parity"] >= econ.productivity_threshold)
+                              & (jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)).astype(jnp.float32)
+        shaping = m["reward_shaping"].astype(jnp.float32) if "reward_shaping" in m else jnp.zeros_like(reward)
+        acc = {**{f"sum_{k}": acc[f"sum_{k}"] + v * done for k, v in ended.items()},
+               "episodes_done": acc["episodes_done"] + done,
+               "alpha": acc["alpha"] + p_b.econ.alpha.astype(jnp.float32),
+               "gamma": acc["gamma"] + p_b.econ.gamma.astype(jnp.float32),
+               "reward_shaping": acc["reward_shaping"] + shaping}
+        out = (env_state.obs, raw, logp, reward * cfg.reward_scaling, done)
+        return (nxt, ep_total * (1.0 - done), params, norm, env_params, acc), out
 
     def rollout(state: TrainState, key):
-        """[T = unroll_length] steps of all robots. Returns (env_state, ep_return, Transition[T, B], stats, done)."""
+        """[T = unroll_length] steps of all robots.
+
+        Returns:
+          (env_state, ep_return, Transition [T, B], acc): ``acc`` maps ``sum_<metric>`` (sums over the
+          episodes that ended, per robot), ``episodes_done`` and the per-step sums of ``alpha``,
+          ``gamma`` and ``reward_shaping`` to [B] arrays. The values are computed after the scan, in
+          one batched call over all T x B observations (the same parameters act throughout the rollout).
+        """
         keys = jax.random.split(key, cfg.unroll_length)
-        carry = (state.env_state, state.ep_return, state.params, state.norm, state.env_params)
-        (env_state, ep_return, *_), (traj, stats, done) = jax.lax.scan(env_step, carry, keys)
-        return env_state, ep_return, traj, stats, done
+        zeros = jnp.zeros_like(state.ep_return)
+        acc = {f"sum_{k}": zeros for k in EPISODE_METRICS + ("episode_return", "parity_ok")}
+        acc.update(episodes_done=zeros, alpha=zeros, gamma=zeros, reward_shaping=zeros)
+        carry = (state.env_state, state.ep_return, state.params, state.norm, state.env_params, acc)
+        (env_state, ep_return, *_, acc), (obs, raw, logp, reward, done) = jax.lax.scan(env_step, carry, keys)
+        value = value_fn(state.params, state.norm, obs)
+        traj = Transition(obs=obs, raw_action=raw, logp=logp, value=value, reward=reward, done=done)
+        return env_state, ep_return, traj, acc
 
     # ------------------------------------------------------------------ updates
     def loss_fn(params, norm, mb, key):
@@ -294,7 +311,7 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
     def training_step(state: TrainState, _=None):
         """Rollout -> GAE -> epochs of minibatch SGD -> normalizer update. Returns (state, iteration metrics)."""
         key, k_roll, k_sgd = jax.random.split(state.key, 3)
-        env_state, ep_return, traj, stats, done = rollout(state, k_roll)
+        env_state, ep_return, traj, acc = rollout(state, k_roll)
         last_value = value_fn(state.params, state.norm, env_state.obs)
         adv, target = gae(traj.reward, traj.value, traj.done, last_value, cfg.discount, cfg.gae_lambda)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
@@ -304,12 +321,12 @@ def make_train(cfg: PPOConfig, env, env_params=None, eval_env=None) -> Callable:
             sgd_step, (state.params, state.opt_state, state.norm, batch), jax.random.split(k_sgd, cfg.update_epochs))
         norm = state.norm.update(traj.obs) if norm_on else state.norm
         # Episode metrics: sums over the episodes finishing in this iteration, and their count.
-        per_step = ("alpha", "gamma", "reward_shaping")
-        metrics = {f"sum_{k}": jnp.sum(v * done) for k, v in stats.items() if k not in per_step}
-        metrics["step_shaping"] = jnp.mean(stats["reward_shaping"])
-        metrics["episodes_done"] = jnp.sum(done)
-        metrics["alpha"] = jnp.mean(stats["alpha"])
-        metrics["gamma"] = jnp.mean(stats["gamma"])
+        metrics = {k: jnp.sum(v) for k, v in acc.items() if k.startswith("sum_")}
+        metrics["episodes_done"] = jnp.sum(acc["episodes_done"])
+        steps = cfg.unroll_length * acc["alpha"].shape[0]
+        metrics["step_shaping"] = jnp.sum(acc["reward_shaping"]) / steps
+        metrics["alpha"] = jnp.sum(acc["alpha"]) / steps
+        metrics["gamma"] = jnp.sum(acc["gamma"]) / steps
         metrics["episodes_per_robot"] = jnp.mean(env_state.info["episodes"].astype(jnp.float32))
         metrics["step_reward"] = jnp.mean(traj.reward) / cfg.reward_scaling
         metrics.update({k: jnp.mean(v) for k, v in aux.items()})

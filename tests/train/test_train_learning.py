@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from train.runner import CSV_COLUMNS, SEED_COLUMNS
 
@@ -50,3 +51,22 @@ def test_csv_has_seed_columns(learning_run, small_cfg):
     conf = json.loads((out / "config.json").read_text())
     assert conf["ppo"]["num_envs"] == small_cfg.num_envs and conf["env"] == "point"
     assert (out / "policy.msgpack").stat().st_size > 0
+
+
+def test_zero_learning_rate_freezes_the_policy(point_env, small_cfg):
+    """learning_rate 0 (train_throughput's compute-only comparison): gradients are computed, nothing moves."""
+    import jax
+
+    from train.ppo import make_train
+
+    cfg = small_cfg.replace(learning_rate=0.0)
+    tr = make_train(cfg, point_env)
+    s0 = tr.init(jax.random.PRNGKey(0))
+    s1, metrics = jax.jit(tr.training_step)(s0)
+    assert float(metrics["grad_norm"]) > 0.0  # the update was computed ...
+    for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # ... and left the parameters as they were
+    assert int(s1.iteration) == 1
+    # a negative rate is still refused, naming the key
+    with pytest.raises(Exception, match="learning_rate"):
+        small_cfg.replace(learning_rate=-1e-3)
