@@ -12,8 +12,7 @@ Usage::
     python benchmarks/train_throughput.py --env dishwashing --num-envs 2048 --iterations 20 --out benchmarks/results/train_throughput_gpu.md
     python benchmarks/train_throughput.py --env tests/train/point_env.py:PointDeliver --num-envs 256 --out benchmarks/results/train_throughput_cpu.md
     # CPU, all five peers (8 robots keep brax's plain vmap clear of the LAPACK deadlock on 2 cores):
-    python benchmarks/train_throughput.py --env dishwashing --num-envs 8 --iterations 20 --repeats 6 \
-        --peers vpjax,vpjax_noecon,vpjax_rollout,brax_rollout,brax
+    python benchmarks/train_throughput.py --env dishwashing --num-envs 8 --iterations 20 --repeats 6 --peers vpjax,vpjax_noecon,vpjax_rollout,brax_rollout,brax
 
 Reading the numbers: a training epoch's cost depends on what the policy being trained does (MJX's solver
 iterates to convergence), so ``--learning-rate 0`` (policies frozen at initialization, every gradient and
