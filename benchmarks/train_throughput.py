@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 
 PEERS = {
@@ -67,33 +66,42 @@ def xla_cost(compiled) -> dict:
     return {k: float(ca[k]) for k in ("flops", "transcendentals", "bytes accessed") if ca and k in ca}
 
 
-def vpjax_timer(env, cfg, iterations: int):
-    """Compiles vpjax's training epoch.
+def _aot_timer(fn, arg, steps: int, carry=lambda out: out):
+    """Compiles ``fn`` ahead of time (donating its argument), so that one executable is timed and costed.
+
+    Args:
+      fn: one timed call's work; ``carry(fn(arg))`` is the next call's argument.
+      steps: env steps per call.
 
     Returns:
-      (time_one_epoch() -> env steps/s, compile + first call seconds, XLA cost analysis of the epoch).
+      (time_once() -> env steps/s, compile + first call seconds, XLA cost analysis of ``fn``).
     """
-    from train.ppo import make_train
-
-    tr = make_train(cfg, env)
-    state = {"s": jax.jit(tr.init)(jax.random.PRNGKey(0))}
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def epoch(s):
-        return jax.lax.scan(tr.training_step, s, None, length=iterations)
-
     t0 = time.perf_counter()
-    compiled = epoch.lower(state["s"]).compile()  # ahead of time: the same executable is timed and costed
+    compiled = jax.jit(fn, donate_argnums=0).lower(arg).compile()
+    box = {"a": arg}
 
     def run_once():
-        t0 = time.perf_counter()
-        s, _ = compiled(state["s"])
-        jax.block_until_ready(s)
-        state["s"] = s
-        return iterations * cfg.batch_size / (time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        out = compiled(box["a"])
+        jax.block_until_ready(out)
+        box["a"] = carry(out)
+        return steps / (time.perf_counter() - t1)
 
     run_once()
     return run_once, time.perf_counter() - t0, xla_cost(compiled)
+
+
+def vpjax_timer(env, cfg, iterations: int):
+    """vpjax's training epoch: ``iterations`` x training_step (rollout + GAE + SGD epochs), as brax's epoch."""
+    from train.ppo import make_train
+
+    tr = make_train(cfg, env)
+
+    def epoch(s):
+        return jax.lax.scan(tr.training_step, s, None, length=iterations)
+
+    s0 = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    return _aot_timer(epoch, s0, iterations * cfg.batch_size, carry=lambda out: out[0])
 
 
 class BraxMetricsAdapter:
@@ -115,23 +123,6 @@ class BraxMetricsAdapter:
     def step(self, state, action):
         nxt = self.env.step(state, action)
         return nxt.replace(metrics={**state.metrics, **nxt.metrics})
-
-
-def _aot_timer(fn, arg, steps: int):
-    """AOT-compiles ``fn`` (donating its argument); returns (time_once() -> env steps/s, compile+first call s)."""
-    jitted = jax.jit(fn, donate_argnums=0)
-    t0 = time.perf_counter()
-    compiled = jitted.lower(arg).compile()
-    box = {"a": arg}
-
-    def run_once():
-        t1 = time.perf_counter()
-        box["a"] = compiled(box["a"])
-        jax.block_until_ready(box["a"])
-        return steps / (time.perf_counter() - t1)
-
-    run_once()
-    return run_once, time.perf_counter() - t0
 
 
 def vpjax_rollout_timer(env, cfg, iterations: int):
@@ -337,14 +328,9 @@ def main(argv=None) -> int:
             p.error(f"--peers: unknown peer {peer!r}; use some of {', '.join(PEERS)}")
         env = make_env(args.env, economic_reward=(peer != "vpjax_noecon"), episode_length=args.episode_length)
         print(f"[{peer}] compiling ...", flush=True)
-        if peer == "vpjax_rollout":
-            timers[peer] = vpjax_rollout_timer(env, cfg, iterations)
-        elif peer == "brax_rollout":
-            timers[peer] = brax_rollout_timer(env, cfg, iterations)
-        else:
-            run_once, first, cost = vpjax_timer(env, cfg, iterations)
-            timers[peer] = (run_once, first)
-            costs[peer] = cost
+        timer = {"vpjax_rollout": vpjax_rollout_timer, "brax_rollout": brax_rollout_timer}.get(peer, vpjax_timer)
+        run_once, first, costs[peer] = timer(env, cfg, iterations)
+        timers[peer] = (run_once, first)
     # Interleave the vpjax variants' timed epochs so that load changes on the machine hit both alike, and
     # alternate their order (A B, B A, ...): on a 2-core CPU whichever variant ran second in a round was
     # 6-20% faster (measured with both orders), far more than the economic terms' own cost.
