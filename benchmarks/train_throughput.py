@@ -280,9 +280,6 @@ def main(argv=None) -> int:
             elif peer == "vpjax_rollout":
                 r_ref = results.get("brax_rollout", (None,))[0]
                 ratio = f"{sps / r_ref:.2f}x brax rollout" if r_ref else ""
-            elif peer == "vpjax_noecon":
-                ratio = (f"{sps / ref:.2f}x brax" if ref else "") + (
-                    f"; economic-reward overhead {100 * (sps / results['vpjax'][0] - 1):+.1f}%" if "vpjax" in results else "")
             else:
                 ratio = f"{sps / ref:.2f}x brax" if ref else ""
             name = PEERS[peer]
