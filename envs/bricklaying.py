@@ -374,6 +374,8 @@ class Bricklaying(MjxTaskEnv):
                 jnp.cos(yaw2)[:, None],
                 rot[:, 2, 2][:, None],
                 jnp.clip(info["mortar_time"] / params.mortar_time, 0.0, 1.0)[:, None],
+                # the expert moves a brick on to the course once mortared: a flag, not a capped fraction
+                (info["mortar_time"] >= params.mortar_time).astype(jnp.float32)[:, None],
                 info["held"][:, None],
                 info["laid"][:, None],
                 self.in_mortar(pos).astype(jnp.float32)[:, None],

@@ -256,6 +256,11 @@ class Dishwashing(MjxTaskEnv):
         qd = data.qvel[jnp.asarray(r.robot_dof)]
         rel = pos[None, :, :] - ee[:, None, :]  # [2, N, 3]
         wash_frac = jnp.clip(info["wash_time"] / params.washing_time, 0.0, 1.0)
+        # what the work's next step depends on, made explicit (a capped fraction near 1 is hard to tell
+        # from 1): the washed flag and the first free rack slot, the one a washed dish goes to
+        slot_d = jnp.linalg.norm(pos[:, None, :2] - jnp.asarray(self.slots)[None, :, :2], axis=-1)  # [N, S]
+        occupied = jnp.any((slot_d < 0.06) & (info["held"] <= 0)[:, None], axis=0)  # [S]
+        free = jnp.argmin(jnp.where(occupied, 1e3, jnp.arange(self.slots.shape[0])))
         per_dish = jnp.concatenate(
             [
                 pos - jnp.array([0.3, 0.0, COUNTER_Z]),
@@ -265,7 +270,8 @@ class Dishwashing(MjxTaskEnv):
                 info["held"][:, None],
                 self._in_sink(pos).astype(jnp.float32)[:, None],
                 (jnp.asarray(self.sink_center) - pos),
-                (jnp.asarray(self.slots[0]) - pos),
+                (jnp.asarray(self.slots)[free] - pos),
+                info["washed"][:, None],
             ],
             axis=-1,
         )

@@ -1,0 +1,65 @@
+"""Imitation pieces: the aggregation buffer, rarity weighting, the BC loss and the config's rules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train.config import PPOConfig
+from train.imitation import Buffer, ImitationConfig, action_bins, bc_loss, sample_weights
+from train.networks import RunningStats, TanhGaussian, make_networks
+
+
+def test_buffer_is_a_ring_and_keeps_the_newest_rows():
+    buf = Buffer.init(5, 2, 1)
+    add = jax.jit(lambda b, o, a, v: b.add(o, a, v))
+    for start in (0, 3, 6):
+        o = jnp.arange(start, start + 3, dtype=jnp.float32)[:, None] * jnp.ones((1, 2))
+        buf = add(buf, o, o[:, :1], jnp.ones(3))
+    assert int(buf.size) == 5 and int(buf.ptr) == 9 % 5
+    assert sorted(np.asarray(buf.obs[:, 0]).tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    with pytest.raises(ValueError, match="capacity"):
+        buf.add(jnp.zeros((6, 2)), jnp.zeros((6, 1)), jnp.ones(6))
+
+
+def test_rarity_weighting_balances_action_bins():
+    # 90 rows of "hold still", 10 rows of "close the hand": with balance 1 both bins weigh the same in total
+    act = jnp.concatenate([jnp.zeros((90, 4)), jnp.tile(jnp.array([[0.0, 0.0, 0.0, -1.0]]), (10, 1))])
+    buf = Buffer.init(120, 3, 4).add(jnp.zeros((100, 3)), act, jnp.ones(100))
+    bins = np.asarray(action_bins(buf.act[:100]))
+    assert len(set(bins[:90])) == 1 and len(set(bins[90:])) == 1 and bins[0] != bins[95]
+    for balance, ratio in ((0.0, 9.0), (0.5, 3.0), (1.0, 1.0)):
+        w = np.asarray(sample_weights(buf, balance))
+        assert w[100:].sum() == 0.0  # rows never written are never drawn
+        np.testing.assert_allclose(w[:90].sum() / w[90:100].sum(), ratio, rtol=1e-5)
+
+
+def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it():
+    cfg = PPOConfig(policy_hidden=(16,), value_hidden=(16,))
+    net, _ = make_networks(3, 2, cfg.policy_hidden, cfg.value_hidden, cfg.activation)
+    dist = TanhGaussian(cfg.min_std)
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
+    target = jnp.tanh(obs[:, :2])
+    norm = RunningStats.init(3).update(obs)
+    loss = jax.jit(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1)[0])
+    grad = jax.jit(jax.grad(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1)[0]))
+    before = float(loss(params))
+    for _ in range(200):
+        params = jax.tree.map(lambda p, g: p - 0.05 * g, params, grad(params))
+    assert float(loss(params)) < 0.5 * before
+
+
+@pytest.mark.parametrize("field,value", [("algorithm", "ppo"), ("rounds", 0), ("beta_schedule", (1.5,)),
+                                         ("balance", -0.1), ("init_std", 0.0), ("lr_decay", 0.0)])
+def test_config_refuses_bad_values_naming_the_key(field, value):
+    with pytest.raises(ValueError, match=f"imitation.{field}"):
+        ImitationConfig(**{field: value})
+
+
+def test_beta_schedule_repeats_its_last_value_and_bc_always_demonstrates():
+    cfg = ImitationConfig(beta_schedule=(1.0, 0.5, 0.0))
+    assert [cfg.beta(r) for r in range(5)] == [1.0, 0.5, 0.0, 0.0, 0.0]
+    assert all(cfg.replace(algorithm="bc").beta(r) == 1.0 for r in range(5))
+    with pytest.raises(ValueError, match="imitation.bogus"):
+        ImitationConfig.from_mapping({"bogus": 1})

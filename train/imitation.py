@@ -1,0 +1,372 @@
+"""Imitation from the scripted experts: demonstrations, behaviour cloning and DAgger, in JAX.
+
+The student is PPO's own policy network and observation normalizer (:func:`train.networks.make_networks`,
+:class:`train.networks.RunningStats`), so ``python -m train --init RUN`` continues from it with PPO and
+no distillation step.
+
+One DAgger round (:func:`make_imitation` builds the jitted pieces)::
+
+    collect : reset num_envs fresh scenes -> lax.scan over rollout_steps:
+              the expert labels the state; the student (deterministic) or, with probability β per robot
+              and step, the expert acts; (obs, expert action) rows go into a fixed-size device buffer
+    fit     : sgd_steps minibatches drawn from the whole buffer (rows re-weighted by how rare their
+              expert action is, so grasps and releases are not drowned by "hold still in the sink")
+
+β follows ``beta_schedule`` (one value per round, the last repeated): a round with β = 1 is a round of
+pure demonstrations, so ``--algorithm bc`` is DAgger with β ≡ 1. The collection of a β = 0 round is the
+student acting alone on scenes it has never seen, which the run records as its learning curve; the final
+evaluation uses separate held-out scenes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from envs.batching import vmap_robots
+from vpjax import economics as E
+
+from .networks import RunningStats, TanhGaussian, make_networks
+
+ALGORITHMS = ("dagger", "bc")
+# Per-episode economics read from the env's metrics at the end of a rollout (mean over robots).
+EPISODE_METRICS = ("mp", "error_rate", "implied_wage", "productivity_parity", "wage_parity", "units", "errors",
+                   "attempts", "reward_episode", "reward_mp", "reward_error", "reward_wage")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImitationConfig:
+    """Hyper-parameters of behaviour cloning and DAgger (the ``imitation`` config section).
+
+    Attributes:
+      algorithm: "dagger" (the student acts, the expert labels) or "bc" (the expert acts: β ≡ 1).
+      rounds: collect + fit rounds.
+      num_envs: robots (fresh scenes) collected per round.
+      rollout_steps: control steps per robot per round (0 = one whole episode).
+      beta_schedule: β of each round (probability that the expert's action is executed); the last value
+        repeats. Round 0 at β = 1 is a round of demonstrations.
+      sgd_steps: minibatch updates per round (on the whole aggregated buffer).
+      batch_size: rows per minibatch.
+      learning_rate: Adam step size; ``lr_decay`` multiplies it each round.
+      lr_decay: per-round learning-rate factor.
+      balance: exponent of the rarity weighting: a row of an expert-action bin holding n rows weighs n^-balance
+        (0 = uniform sampling).
+      init_std: the standard deviation the policy's scale head is trained toward: PPO's exploration noise
+        when it continues from the student.
+      capacity: buffer rows (0 = every row of every round).
+      num_eval_envs: held-out robots of the final evaluation (and of each ``eval_every`` evaluation).
+      eval_every: evaluate on the held-out scenes every this many rounds (0 = after the last round only).
+      seed: PRNG seed of the run.
+    """
+
+    algorithm: str = "dagger"
+    rounds: int = 8
+    num_envs: int = 16
+    rollout_steps: int = 0
+    beta_schedule: tuple[float, ...] = (1.0, 0.5, 0.25, 0.0)
+    sgd_steps: int = 4000
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0
+    balance: float = 0.5
+    init_std: float = 0.1
+    capacity: int = 0
+    num_eval_envs: int = 16
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [
+            ("algorithm", self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
+            ("rounds", self.rounds >= 1, "must be >= 1"),
+            ("num_envs", self.num_envs >= 1, "must be >= 1"),
+            ("rollout_steps", self.rollout_steps >= 0, "must be >= 0"),
+            ("beta_schedule", len(self.beta_schedule) >= 1 and all(0.0 <= b <= 1.0 for b in self.beta_schedule),
+             "values in [0, 1], at least one"),
+            ("sgd_steps", self.sgd_steps >= 0, "must be >= 0"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("learning_rate", self.learning_rate > 0, "must be > 0"),
+            ("lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"),
+            ("balance", 0.0 <= self.balance <= 1.0, "must be in [0, 1]"),
+            ("init_std", self.init_std > 0, "must be > 0"),
+            ("capacity", self.capacity >= 0, "must be >= 0"),
+            ("num_eval_envs", self.num_eval_envs >= 0, "must be >= 0"),
+            ("eval_every", self.eval_every >= 0, "must be >= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"imitation.{name} = {getattr(self, name)!r}: {rule}")
+
+    def beta(self, round_index: int) -> float:
+        """β of round ``round_index`` (1 for every round of ``bc``)."""
+        if self.algorithm == "bc":
+            return 1.0
+        return float(self.beta_schedule[min(round_index, len(self.beta_schedule) - 1)])
+
+    def replace(self, **kw) -> "ImitationConfig":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["beta_schedule"] = list(self.beta_schedule)
+        return d
+
+    @classmethod
+    def from_mapping(cls, data: dict | None) -> "ImitationConfig":
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"imitation.{unknown[0]}: unknown key")
+        if "beta_schedule" in data:
+            data["beta_schedule"] = tuple(float(b) for b in data["beta_schedule"])
+        return cls(**data)
+
+
+@struct.dataclass
+class Buffer:
+    """Aggregated (observation, expert action) rows on the device, filled as a ring.
+
+    Attributes:
+      obs: [capacity, obs]; act: [capacity, action]; valid: [capacity] 1 for a real row;
+      ptr: [] next row to write; size: [] rows written (at most capacity).
+    """
+
+    obs: jax.Array
+    act: jax.Array
+    valid: jax.Array
+    ptr: jax.Array
+    size: jax.Array
+
+    @classmethod
+    def init(cls, capacity: int, obs_size: int, action_size: int) -> "Buffer":
+        return cls(obs=jnp.zeros((capacity, obs_size), jnp.float32), act=jnp.zeros((capacity, action_size), jnp.float32),
+                   valid=jnp.zeros((capacity,), jnp.float32), ptr=jnp.zeros((), jnp.int32),
+                   size=jnp.zeros((), jnp.int32))
+
+    def add(self, obs: jax.Array, act: jax.Array, valid: jax.Array) -> "Buffer":
+        """Appends M rows (``obs`` [M, obs], ``act`` [M, action], ``valid`` [M]); the oldest are overwritten."""
+        cap = self.obs.shape[0]
+        m = obs.shape[0]
+        if m > cap:
+            raise ValueError(f"imitation buffer: {m} rows per round exceed its capacity {cap}")
+        idx = (self.ptr + jnp.arange(m)) % cap
+        return Buffer(obs=self.obs.at[idx].set(obs.astype(jnp.float32)), act=self.act.at[idx].set(act),
+                      valid=self.valid.at[idx].set(valid), ptr=(self.ptr + m) % cap,
+                      size=jnp.minimum(self.size + m, cap))
+
+
+@struct.dataclass
+class ImitationState:
+    """Everything an imitation run needs to continue (checkpointed whole).
+
+    Attributes:
+      params: {'policy', 'value'} flax params (the value net is PPO's, untouched here, so the run
+        folder's policy file has PPO's layout).
+      opt_state: Adam state of the policy params.
+      norm: observation statistics of every collected row.
+      buffer: the aggregated dataset.
+      key: PRNG key.
+      round: rounds done.
+    """
+
+    params: Any
+    opt_state: Any
+    norm: RunningStats
+    buffer: Buffer
+    key: jax.Array
+    round: jax.Array
+
+
+def action_bins(act: jax.Array, num_bins: int = 4096) -> jax.Array:
+    """[N, A] actions in [-1, 1] -> [N] bin ids: each dimension cut into thirds (-1/3, 1/3), then hashed."""
+    level = jnp.digitize(act, jnp.array([-1.0 / 3.0, 1.0 / 3.0])).astype(jnp.int32)  # [N, A] in {0, 1, 2}
+    powers = (3 ** jnp.arange(act.shape[-1], dtype=jnp.int32)) % num_bins
+    return jnp.sum(level * powers, axis=-1) % num_bins
+
+
+def sample_weights(buf: Buffer, balance: float) -> jax.Array:
+    """[capacity] sampling weights: valid rows weigh (rows in their action bin)^-balance; others 0."""
+    if balance == 0.0:
+        return buf.valid
+    bins = action_bins(buf.act)
+    counts = jax.ops.segment_sum(buf.valid, bins, num_segments=4096)
+    return buf.valid * jnp.maximum(counts[bins], 1.0) ** (-balance)
+
+
+def bc_loss(policy_net, dist: TanhGaussian, policy_params, norm: RunningStats, obs, act, normalize: bool,
+            init_std: float):
+    """Mean-squared error of the policy's mode against the expert's action, plus a pull of its scale to init_std.
+
+    Args:
+      obs: [M, obs]; act: [M, action] expert actions in [-1, 1].
+
+    Returns:
+      (loss, {'bc_mse', 'bc_std'}).
+    """
+    logits = policy_net.apply(policy_params, norm.normalize(obs, normalize))
+    loc, scale = dist.split(logits)
+    mse = jnp.mean((jnp.tanh(loc) - act) ** 2)
+    std_loss = jnp.mean((jnp.log(scale) - jnp.log(init_std)) ** 2)
+    return mse + 1e-2 * std_loss, {"bc_mse": mse, "bc_std": jnp.mean(scale)}
+
+
+def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, steps: int = 0):
+    """One deterministic episode of ``num_envs`` fresh robots driven by ``actor(states, params) -> [N, action]``.
+
+    Robots whose episode ends early (instability) are frozen at their last state.
+
+    Returns:
+      dict of [] scalars: the episode's economics (mean over robots) and ``success_rate`` (the fraction
+      of robots meeting both parity conditions), plus ``per_robot_mp`` [num_envs].
+    """
+    length = min(steps, env.episode_length) if steps else env.episode_length
+    s = vmap_robots(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
+
+    def body(carry, _):
+        s, alive = carry
+        s2 = vmap_robots(env.step, (0, 0, None))(s, actor(s, env_params), env_params)
+        keep = (alive * (1.0 - s2.done)) > 0
+        s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
+        return (s, alive * (1.0 - s2.done)), None
+
+    (s, _), _ = jax.lax.scan(body, (s, jnp.ones((num_envs,), jnp.float32)), None, length=length)
+    m = s.metrics
+    econ = env_params.econ
+    ok = (m["productivity_parity"] >= econ.productivity_threshold) & (jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)
+    out = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+    out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
+    out["per_robot_mp"] = m["mp"].astype(jnp.float32)
+    return out
+
+
+class Imitation(NamedTuple):
+    """The jitted-ready pieces of an imitation run (see :func:`make_imitation`)."""
+
+    init: Callable  # (key) -> ImitationState
+    collect: Callable  # (state, beta, env_params) -> (state, rollout metrics)
+    fit: Callable  # (state, learning_rate) -> (state, loss metrics)
+    evaluate: Callable  # (params, norm, key, env_params) -> evaluation metrics
+    evaluate_expert: Callable  # (key, env_params) -> evaluation metrics of the expert on the same scenes
+    act: Callable  # (params, norm, obs [N, obs]) -> deterministic actions [N, action]
+    rollout_steps: int
+    capacity: int
+
+
+def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imitation:
+    """Builds the imitation pieces for ``env`` and its ``expert`` ``(state, params) -> action``.
+
+    Args:
+      cfg: imitation hyper-parameters.
+      ppo_cfg: the PPOConfig whose policy/value networks, ``min_std`` and ``normalize_obs`` the student uses.
+      env: an env following the vpjax contract (no auto-reset: a round is at most one episode).
+      expert: the teacher, jittable and stateless.
+    """
+    steps = cfg.rollout_steps or env.episode_length
+    if steps > env.episode_length:
+        raise ValueError(f"imitation.rollout_steps = {steps}: at most the episode length {env.episode_length}")
+    capacity = cfg.capacity or cfg.rounds * cfg.num_envs * steps
+    policy_net, value_net = make_networks(env.observation_size, env.action_size, ppo_cfg.policy_hidden,
+                                          ppo_cfg.value_hidden, ppo_cfg.activation)
+    dist = TanhGaussian(ppo_cfg.min_std)
+    norm_on = ppo_cfg.normalize_obs
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0),
+                            optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate))
+    expert_b = vmap_robots(expert, (0, None))
+
+    def act(params, norm, obs):
+        return dist.mode(policy_net.apply(params["policy"], norm.normalize(obs, norm_on)))
+
+    def init(key) -> ImitationState:
+        k_pol, k_val, k_next = jax.random.split(key, 3)
+        dummy = jnp.zeros((1, env.observation_size), jnp.float32)
+        params = {"policy": policy_net.init(k_pol, dummy), "value": value_net.init(k_val, dummy)}
+        return ImitationState(params=params, opt_state=optimizer.init(params["policy"]),
+                              norm=RunningStats.init(env.observation_size),
+                              buffer=Buffer.init(capacity, env.observation_size, env.action_size), key=k_next,
+                              round=jnp.zeros((), jnp.int32))
+
+    def collect(state: ImitationState, beta, env_params):
+        """One round's rollouts on ``cfg.num_envs`` fresh scenes; rows go into the buffer.
+
+        Returns:
+          (state, metrics): the rollout's economics at its last step (mean over robots; with β = 0 the
+          student's own deterministic performance on unseen scenes), ``per_robot_mp`` [num_envs] and
+          ``expert_fraction`` (the share of steps the expert acted).
+        """
+        key, k_reset, k_mix = jax.random.split(state.key, 3)
+        s = vmap_robots(env.reset, (0, None))(jax.random.split(k_reset, cfg.num_envs), env_params)
+
+        def body(carry, k):
+            s, alive = carry
+            label = expert_b(s, env_params)
+            own = act(state.params, state.norm, s.obs)
+            use_expert = jax.random.uniform(k, (cfg.num_envs,)) < beta
+            a = jnp.where(use_expert[:, None], label, own)
+            s2 = vmap_robots(env.step, (0, 0, None))(s, a, env_params)
+            alive2 = alive * (1.0 - s2.done)
+            keep = alive2 > 0
+            s_next = jax.tree.map(lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), n, o), s2, s)
+            return (s_next, alive2), (s.obs, label, alive, use_expert.astype(jnp.float32) * alive)
+
+        (s, _), (obs, labels, valid, used) = jax.lax.scan(body, (s, jnp.ones((cfg.num_envs,), jnp.float32)),
+                                                          jax.random.split(k_mix, steps))
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        buffer = state.buffer.add(flat(obs), flat(labels), flat(valid))
+        norm = state.norm.update(flat(obs)) if norm_on else state.norm
+        m = s.metrics
+        metrics = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+        econ = env_params.econ
+        ok = (m["productivity_parity"] >= econ.productivity_threshold) & (
+            jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)
+        metrics["success_rate"] = jnp.mean(ok.astype(jnp.float32))
+        metrics["per_robot_mp"] = m["mp"].astype(jnp.float32)
+        metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)
+        return state.replace(buffer=buffer, norm=norm, key=key), metrics
+
+    def fit(state: ImitationState, learning_rate):
+        """``cfg.sgd_steps`` minibatch updates of the policy on the aggregated buffer."""
+        key, k_fit = jax.random.split(state.key)
+        buf = state.buffer
+        w = sample_weights(buf, cfg.balance)
+        cdf = jnp.cumsum(w)
+        cdf = cdf / jnp.maximum(cdf[-1], 1e-12)
+        opt_state = state.opt_state
+        opt_state[1].hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+        loss = lambda p, o, a: bc_loss(policy_net, dist, p, state.norm, o, a, norm_on, cfg.init_std)  # noqa: E731
+
+        def step(carry, k):
+            params, opt_state = carry
+            idx = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k, (cfg.batch_size,))), cdf.shape[0] - 1)
+            (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, buf.obs[idx], buf.act[idx])
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), aux
+
+        (policy, opt_state), aux = jax.lax.scan(step, (state.params["policy"], opt_state),
+                                                jax.random.split(k_fit, cfg.sgd_steps))
+        metrics = {k: jnp.mean(v[-max(1, cfg.sgd_steps // 10):]) for k, v in aux.items()} if cfg.sgd_steps else {}
+        params = {**state.params, "policy": policy}
+        return state.replace(params=params, opt_state=opt_state, key=key, round=state.round + 1), metrics
+
+    def evaluate(params, norm, key, env_params):
+        return evaluate_actor(env, env_params, lambda s, p: act(params, norm, s.obs), key, cfg.num_eval_envs)
+
+    def evaluate_expert(key, env_params):
+        return evaluate_actor(env, env_params, expert_b, key, cfg.num_eval_envs)
+
+    return Imitation(init=init, collect=collect, fit=fit, evaluate=evaluate, evaluate_expert=evaluate_expert,
+                     act=act, rollout_steps=steps, capacity=capacity)
+
+
+def curriculum_params(env_params):
+    """The params a trained policy is judged with: the end of the α/γ curriculum."""
+    econ = env_params.econ
+    return env_params.replace(econ=econ.replace(alpha=econ.alpha_final, gamma=econ.gamma_final))
+
+
+__all__ = ["ALGORITHMS", "Buffer", "EPISODE_METRICS", "Imitation", "ImitationConfig", "ImitationState", "action_bins",
+           "bc_loss", "curriculum_params", "evaluate_actor", "make_imitation", "sample_weights"]

@@ -1,0 +1,248 @@
+"""Host loop of an imitation run: rounds, the run folder, checkpoints, resume, progress.
+
+The run folder has the layout of a PPO run, so ``python -m evaluate --policy RUN`` and
+``python -m train --init RUN`` read it unchanged: ``config.json``, ``training_metrics.csv`` (one row per
+round, the economic columns of a PPO run plus the imitation diagnostics), ``checkpoints/`` (orbax: the
+whole state, buffer included, so a resumed run ends bit-identical to an uninterrupted one),
+``policy.msgpack`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from . import checkpoint as ckpt
+from .imitation import EPISODE_METRICS, ImitationConfig, curriculum_params, make_imitation
+
+IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
+_ECON = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
+         "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
+         "reward_error": "reward_error", "reward_wage": "reward_wage"}
+_EVAL = {"eval_MP_r": "mp", "eval_e_t": "error_rate", "eval_w_hat_r": "implied_wage",
+         "eval_productivity_parity": "productivity_parity", "eval_wage_parity": "wage_parity",
+         "eval_success_rate": "success_rate"}
+
+
+@dataclass
+class ImitationResult:
+    state: Any
+    rows: list = field(default_factory=list)
+    final_eval: dict | None = None
+    expert_eval: dict | None = None
+    rounds: int = 0
+    env_steps: int = 0
+    wall_time: float = 0.0
+    resumed_from: int | None = None
+    stopped: str = "finished"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_student(path: Path, state) -> None:
+    """policy.msgpack in the PPO run layout (one member: a leading axis of 1)."""
+    data = {"params": jax.device_get(state.params), "norm": jax.device_get(state.norm)}
+    data = jax.tree.map(lambda x: np.asarray(x)[None], data)
+    _write_atomic(path, serialization.to_bytes(data))
+
+
+def _floats(d: dict) -> dict:
+    return {k: float(v) for k, v in jax.device_get(d).items() if np.ndim(v) == 0}
+
+
+def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: dict, ev: dict | None, env_steps: int,
+         sps: float, wall: float, econ, buffer_rows: int, columns: list[str]) -> dict:
+    row = {c: "" for c in columns}
+    row.update({k: col[v] for k, v in _ECON.items()})
+    row.update(episode=float(r + 1), alpha=float(econ.alpha_final), beta=float(econ.beta), gamma=float(econ.gamma_final),
+               env_steps=env_steps, steps_per_sec=round(sps, 1), wall_time=round(wall, 2), member=0, seed=cfg.seed,
+               iteration=r + 1, episodes_done=cfg.num_envs, stats_iteration=r + 1, dagger_beta=beta,
+               expert_fraction=col["expert_fraction"], bc_mse=fit.get("bc_mse", ""), bc_std=fit.get("bc_std", ""),
+               buffer_rows=buffer_rows, learning_rate=lr)
+    if ev is not None:
+        row.update({k: ev[v] for k, v in _EVAL.items()})
+    thr, tol = float(econ.productivity_threshold), float(econ.wage_tolerance)
+    judged = ev if ev is not None else col
+    row["converged"] = float(judged["productivity_parity"] >= thr and abs(judged["wage_parity"] - 1.0) <= tol)
+    row["streak"] = row["converged"]
+    return row
+
+
+def _append_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def _truncate_csv(path: Path, rounds: int) -> None:
+    """Drops rows past ``rounds`` (written after the checkpoint a resumed run restarts from)."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        keep = [r for r in reader if r.get("iteration") and float(r["iteration"]) <= rounds]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(keep)
+    os.replace(tmp, path)
+
+
+def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out_dir: str | Path | None = None,
+                  resume: bool = False, minutes: float | None = None, progress: bool = True,
+                  run_config: dict | None = None, max_rounds: int | None = None, log=print,
+                  columns: list[str] | None = None) -> ImitationResult:
+    """Runs ``cfg.rounds`` rounds of collect + fit, then the held-out evaluation of the student and the expert.
+
+    Args:
+      cfg: imitation hyper-parameters; ppo_cfg: the PPOConfig whose networks the student is.
+      env, env_params: the task and its params (econ from the config); expert: the teacher.
+      out_dir: run folder (None: no files); resume: continue from its newest good checkpoint.
+      minutes: wall-clock budget; the run stops (saved) after the first round past it.
+      max_rounds: stop after this many rounds in this call (tests simulate a killed run with it).
+      columns: CSV columns (default: the PPO run's columns plus :data:`IMITATION_COLUMNS`).
+    """
+    from .runner import CSV_COLUMNS, econ_to_dict
+
+    columns = columns or list(CSV_COLUMNS) + IMITATION_COLUMNS
+    t_start = time.time()
+    im = make_imitation(cfg, ppo_cfg, env, expert)
+    base_key = jax.random.PRNGKey(cfg.seed)
+    eval_key = jax.random.fold_in(base_key, 1)  # held-out scenes: a key path training never draws from
+    state = jax.jit(im.init)(jax.random.fold_in(base_key, 0))
+    judge = curriculum_params(env_params)
+    out = Path(out_dir) if out_dir is not None else None
+    csv_path = out / "training_metrics.csv" if out else None
+    start, wall_before, resumed_from = 0, 0.0, None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        conf = dict(run_config or {})
+        conf.update({"algorithm": cfg.algorithm, "imitation": cfg.to_dict(), "ppo": ppo_cfg.to_dict(),
+                     "members": [{"seed": cfg.seed}], "econ": econ_to_dict(env_params.econ),
+                     "jax_version": jax.__version__, "backend": jax.default_backend()})
+        _write_atomic(out / "config.json", json.dumps(conf, indent=2, default=str).encode())
+        if resume:
+            got = ckpt.restore_latest(out / "checkpoints", jax.device_get(state), log=log)
+            if got is not None:
+                state, meta = got
+                state = jax.tree.map(jnp.asarray, state)
+                start = resumed_from = int(meta["iteration"])
+                wall_before = float(meta["extra"].get("wall_time", 0.0))
+                _truncate_csv(csv_path, start)
+                log(f"resumed from {out / 'checkpoints'} at round {start}")
+            else:
+                log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
+        if resumed_from is None and csv_path.exists():
+            csv_path.unlink()
+    collect = jax.jit(im.collect, donate_argnums=0)
+    fit = jax.jit(im.fit, donate_argnums=0)
+    evaluate = jax.jit(im.evaluate)
+    result = ImitationResult(state=state, resumed_from=resumed_from)
+    steps_per_round = cfg.num_envs * im.rollout_steps
+    done = 0
+    for r in range(start, cfg.rounds):
+        t0 = time.time()
+        beta = cfg.beta(r)
+        lr = cfg.learning_rate * cfg.lr_decay**r
+        state, col = collect(state, jnp.float32(beta), env_params)
+        col = _floats(col)
+        t_col = time.time() - t0
+        state, fit_m = fit(state, jnp.float32(lr))
+        fit_m = _floats(fit_m)
+        last = r + 1 == cfg.rounds
+        ev = None
+        if cfg.num_eval_envs and cfg.eval_every and ((r + 1) % cfg.eval_every == 0) and not last:
+            ev = _floats(evaluate(state.params, state.norm, eval_key, judge))
+        env_steps = (r + 1) * steps_per_round
+        wall = wall_before + time.time() - t_start
+        rows_now = int(jax.device_get(state.buffer.size))
+        row = _row(cfg, r, beta, lr, col, fit_m, ev, env_steps, steps_per_round / max(t_col, 1e-9), wall, env_params.econ,
+                   rows_now, columns)
+        result.rows.append(row)
+        done += 1
+        stop = None
+        if minutes is not None and (time.time() - t_start) / 60.0 >= minutes and not last:
+            stop = "time budget"
+        elif max_rounds is not None and done >= max_rounds and not last:
+            stop = "max_rounds"
+        if out:
+            _append_csv(csv_path, [row], columns)
+            ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
+            export_student(out / "policy.msgpack", state)
+        if progress:
+            ev_txt = f"  held-out prod {ev['productivity_parity']:.2f}" if ev else ""
+            log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student'} "
+                f"MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  prod {col['productivity_parity']:.2f}  "
+                f"bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{ev_txt}  {wall:.0f} s")
+        if stop:
+            result.stopped = stop
+            break
+    result.rounds = start + done
+    result.env_steps = result.rounds * steps_per_round
+    if result.stopped == "finished" and cfg.num_eval_envs:
+        result.final_eval = _floats(evaluate(state.params, state.norm, eval_key, judge))
+        result.expert_eval = _floats(jax.jit(im.evaluate_expert)(eval_key, judge))
+        if result.rows:
+            last_row = result.rows[-1]
+            last_row.update({k: result.final_eval[v] for k, v in _EVAL.items()})
+            thr, tol = float(env_params.econ.productivity_threshold), float(env_params.econ.wage_tolerance)
+            ok = result.final_eval["productivity_parity"] >= thr and abs(result.final_eval["wage_parity"] - 1.0) <= tol
+            last_row["converged"] = last_row["streak"] = float(ok)
+            if out:
+                _truncate_csv(csv_path, result.rounds - 1)
+                _append_csv(csv_path, [last_row], columns)
+    result.state = state
+    result.wall_time = wall_before + time.time() - t_start
+    if out:
+        summary = {"algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
+                   "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
+                   "held_out_eval": result.final_eval, "expert_eval": result.expert_eval,
+                   "num_eval_envs": cfg.num_eval_envs}
+        _write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
+    return result
+
+
+def print_comparison(result: ImitationResult, unit: str = "units", console=None) -> None:
+    """The student against the expert on the same held-out scenes (fits 100 columns)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if not result.final_eval:
+        return
+    t = Table(title=f"held-out evaluation ({result.rounds} rounds, {result.env_steps:,} env steps, "
+                    f"{result.wall_time:.0f} s)")
+    for c in ("policy", f"MPᵣ {unit}/h", "e", "ŵᵣ $/h", "prod. parity", "wage parity", "success"):
+        t.add_column(c, justify="right")
+    for name, ev in (("student", result.final_eval), ("expert", result.expert_eval)):
+        if ev:
+            t.add_row(name, f"{ev['mp']:.1f}", f"{ev['error_rate']:.3f}", f"{ev['implied_wage']:.2f}",
+                      f"{ev['productivity_parity']:.3f}", f"{ev['wage_parity']:.3f}", f"{ev['success_rate']:.2f}")
+    (console or Console(width=100)).print(t)
+    if result.expert_eval and result.expert_eval["mp"] > 0:
+        print(f"student / expert MPᵣ: {result.final_eval['mp'] / result.expert_eval['mp']:.3f}")
+
+
+__all__ = ["IMITATION_COLUMNS", "ImitationResult", "export_student", "print_comparison", "run_imitation",
+           "EPISODE_METRICS"]
