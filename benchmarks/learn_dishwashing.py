@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from train.cli import build_parser, resolve
+    from train.cli import build_parser
+    from train.setup import resolve
     from train.evaluate import plot_parity
     from train.runner import run_training
 

@@ -48,7 +48,7 @@ PEERS = {
 
 
 def make_env(spec: str, economic_reward: bool, episode_length: int | None):
-    from train.cli import make_env as _make
+    from train.setup import make_env as _make
 
     kw = {"economic_reward": economic_reward}
     if episode_length:

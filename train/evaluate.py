@@ -39,7 +39,7 @@ def build_parser():
 
 def load_run(run: Path, env_name: str | None = None):
     """(PPOConfig, env, env_params, policy params, normalizer, config dict) of a run folder."""
-    from .cli import make_env
+    from .setup import make_env
     from .config import PPOConfig
     from .networks import RunningStats, make_networks
     from .rewards import resolve_reward

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import build_parser, resolve
+from train.cli import build_parser
+from train.setup import resolve
 from train.sizing import size_for_hardware
 
 ROOT = Path(__file__).resolve().parents[2]

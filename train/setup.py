@@ -1,0 +1,124 @@
+"""From ``python -m train`` arguments to what training needs: the config, the env and its params.
+
+Library code (the CLI, the evaluator and the benchmarks call it): :func:`resolve` reads the config
+files, applies the command-line overrides and the hardware sizing, and builds the env with
+:func:`make_env` (a registered task or a ``MODULE:FACTORY``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import PPOConfig
+
+
+def _kv(items, flag) -> dict[str, Any]:
+    from vpjax.config import parse_override_value
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{flag} {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_override_value(v.strip())
+    return out
+
+
+def load_factory(spec: str):
+    """``module:attr`` or ``path/file.py:attr`` -> the object (an env class or factory)."""
+    from .rewards import import_module_or_file
+
+    mod_name, attr = spec.rsplit(":", 1)
+    try:
+        module = import_module_or_file(mod_name)
+    except FileNotFoundError as e:
+        raise SystemExit(f"--env {spec}: {e}") from e
+    if not hasattr(module, attr):
+        raise SystemExit(f"--env {spec}: {mod_name} has no {attr!r}")
+    return getattr(module, attr)
+
+
+def make_env(name: str, reward_fn=None, **kwargs):
+    """The env for ``--env``: envs.make(name, ...) for a registered task, else a MODULE:FACTORY."""
+    if reward_fn is not None:
+        kwargs["reward_fn"] = reward_fn
+    if ":" in name:
+        return load_factory(name)(**kwargs)
+    import envs
+
+    return envs.make(name, **kwargs)
+
+
+def config_name_for(env: str, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from vpjax.config import CONFIG_DIR  # type: ignore[attr-defined]
+
+    return env if (":" not in env and (Path(CONFIG_DIR) / f"{env}.yaml").is_file()) else "dishwashing"
+
+
+def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
+    """CLI args -> (PPOConfig, env, env_params, resolved run config)."""
+    from vpjax.config import load_config, overrides_from_args
+
+    from .rewards import resolve_reward
+    from .sizing import size_for_hardware
+
+    overrides = overrides_from_args(args)
+    if args.alpha_anneal:
+        overrides["reward.alpha_schedule"] = args.alpha_anneal
+    if args.no_alpha_anneal:
+        overrides["reward.alpha_schedule"] = "constant"
+    config = load_config(config_name_for(args.env, args.config), overrides)
+    ppo = PPOConfig.from_mapping(config.sections.get("ppo"), config.section_sources.get("ppo", "config"))
+    changes: dict[str, Any] = {}
+    size_note = None
+    if args.size == "auto":
+        size = size_for_hardware(minutes=args.minutes, num_devices=args.devices, env=args.env)
+        changes.update(num_envs=size.num_envs, unroll_length=size.unroll_length, num_minibatches=size.num_minibatches,
+                       total_timesteps=size.total_timesteps, eval_every=size.eval_every,
+                       num_eval_envs=size.num_eval_envs, policy_hidden=size.policy_hidden,
+                       value_hidden=size.value_hidden, eval_steps=size.eval_steps)
+        if args.minutes is None:
+            args.minutes = size.minutes
+        size_note = size.note
+    for flag, key in (("num_envs", "num_envs"), ("timesteps", "total_timesteps"), ("episodes", "episodes"),
+                      ("seed", "seed"), ("eval_every", "eval_every"), ("unroll_length", "unroll_length"),
+                      ("num_minibatches", "num_minibatches"), ("learning_rate", "learning_rate")):
+        v = getattr(args, flag)
+        if v is not None:
+            changes[key] = v
+    if args.timesteps is not None:
+        changes["episodes"] = 0
+    if args.early_stop:
+        changes["early_stop"] = True
+    if changes.get("num_envs") is not None and "num_minibatches" not in changes:
+        # keep the minibatch count valid when only the robot count changes
+        n = changes["num_envs"] * changes.get("unroll_length", ppo.unroll_length)
+        mb = changes.get("num_minibatches", ppo.num_minibatches)
+        while n % mb:
+            mb //= 2
+        changes["num_minibatches"] = max(mb, 1)
+    ppo = ppo.replace(**changes)
+    reward_fn = resolve_reward(args.reward)
+    size_env = size.env_overrides if args.size == "auto" else {}
+    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **_kv(args.env_arg, "--env-arg")}
+    env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
+    econ = config.econ_params()
+    base = env.default_params
+    econ = jax_cast_like(econ, base.econ)
+    env_params = base.replace(econ=econ)
+    run_config = {"env": args.env, "env_kwargs": env_kwargs, "reward": args.reward or "seed",
+                  "config": config.to_dict(), "argv": sys.argv[1:], "size": size_note,
+                  "sweep": args.sweep, "num_seeds": args.num_seeds, "minutes": args.minutes,
+                  "imitation": dict(config.sections.get("imitation", {}))}
+    return ppo, env, env_params, run_config
+
+
+def jax_cast_like(tree, like):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda x, y: jnp.asarray(x, jnp.asarray(y).dtype), tree, like)
