@@ -19,6 +19,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from .setup import config_name_for, jax_cast_like, load_factory, make_env, resolve  # noqa: F401
 
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task name (envs.make) or MODULE:FACTORY / path/to/file.py:FACTORY (default dishwashing)")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="env constructor override, e.g. --env-arg action_mode=ee_delta (repeatable)")
-    p.add_argument("--algorithm", default="ppo", choices=["ppo"], help="training algorithm (ppo)")
+    p.add_argument("--algorithm", default="ppo", choices=["ppo", "dagger", "bc"],
+                   help="ppo; dagger (the student acts, the scripted expert labels); bc (the expert acts)")
+    p.add_argument("--rounds", type=int, default=None, help="dagger/bc: collect + fit rounds (imitation.rounds)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--timesteps", type=int, default=None, help="env steps to train for (all robots together)")
     g.add_argument("--episodes", type=int, default=None, help="episodes to train for, per robot")
@@ -95,6 +98,27 @@ def print_summary(result, out: Path | None) -> None:
         Console().print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
 
 
+def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
+    """``--algorithm dagger|bc``: the student (PPO's policy network) learns from the task's scripted expert."""
+    from envs.experts import make_expert
+
+    from .imitation import ImitationConfig
+    from .imitation_run import print_comparison, run_imitation
+
+    changes: dict[str, Any] = {"algorithm": args.algorithm, "seed": ppo.seed}
+    if args.rounds is not None:
+        changes["rounds"] = args.rounds
+    if args.num_envs is not None:
+        changes["num_envs"] = args.num_envs
+    icfg = ImitationConfig.from_mapping(run_config.pop("imitation", None)).replace(**changes)
+    result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=out, resume=args.resume,
+                           minutes=args.minutes, progress=not args.no_progress, run_config=run_config)
+    unit = (run_config.get("config") or {}).get("unit_name", "units")
+    print_comparison(result, f"{unit}es" if unit.endswith("sh") else f"{unit}s")
+    print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.coordinator or (args.num_processes or 1) > 1:
@@ -114,6 +138,8 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{args.env.split(':')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_config.get("size"):
         print(run_config["size"])
+    if args.algorithm in ("dagger", "bc"):
+        return _run_imitation(args, ppo, env, env_params, run_config, out)
     result = run_training(ppo, env, env_params, out_dir=out, seeds=seeds, sweep=parse_sweep(args.sweep),
                           resume=args.resume, minutes=args.minutes, progress=not args.no_progress,
                           num_devices=args.devices, run_config=run_config)

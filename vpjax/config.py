@@ -27,7 +27,7 @@ from vpjax import economics, wages
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BASE_CONFIG = "training.yaml"
-EXTERNAL_SECTIONS = ("env", "ppo", "video_to_policy")
+EXTERNAL_SECTIONS = ("env", "ppo", "imitation", "video_to_policy")
 
 
 class ConfigError(ValueError):
@@ -259,7 +259,7 @@ class Config:
     pricing: PricingConfig
     human_wage: float  # resolved wₕ ($/h), from the task or its SOC code
     human_wage_source: str
-    sections: Mapping[str, Mapping[str, Any]]  # raw external sections (env, ppo, video_to_policy)
+    sections: Mapping[str, Mapping[str, Any]]  # raw external sections (env, ppo, imitation, video_to_policy)
     section_sources: Mapping[str, str]
     sources: tuple[str, ...]
 

@@ -63,3 +63,29 @@ def test_beta_schedule_repeats_its_last_value_and_bc_always_demonstrates():
     assert all(cfg.replace(algorithm="bc").beta(r) == 1.0 for r in range(5))
     with pytest.raises(ValueError, match="imitation.bogus"):
         ImitationConfig.from_mapping({"bogus": 1})
+
+
+def test_cli_dagger_run_folder_resume_and_evaluate(tmp_path, capsys):
+    """``python -m train --algorithm dagger`` writes a PPO-layout run folder; --resume continues it; evaluate reads it."""
+    import csv
+    import json
+
+    from train.cli import main
+    from train.evaluate import main as evaluate_main
+
+    out = tmp_path / "dagger"
+    common = ["--env", "dishwashing", "--algorithm", "dagger", "--env-arg", "episode_length=40", "--num-envs", "2",
+              "--out", str(out), "--no-progress", "--set", "imitation.sgd_steps=20", "--set", "imitation.batch_size=64",
+              "--set", "imitation.num_eval_envs=0", "--set", "imitation.capacity=160",
+              "--set", "ppo.policy_hidden=[32,32]"]
+    assert main(common + ["--rounds", "1"]) == 0
+    for name in ("config.json", "training_metrics.csv", "policy.msgpack", "summary.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["algorithm"] == "dagger"
+    assert main(common + ["--rounds", "2", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "training_metrics.csv").open()))
+    assert [int(float(r["iteration"])) for r in rows] == [1, 2]
+    assert float(rows[0]["dagger_beta"]) == 1.0 and float(rows[1]["dagger_beta"]) == 0.5
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] == 1
+    assert evaluate_main(["--policy", str(out), "--robots", "2", "--steps", "40", "--no-plot"]) == 0
