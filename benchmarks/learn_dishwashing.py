@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from train.cli import build_parser
     from train.setup import resolve
     from train.evaluate import plot_parity
-    from train.runner import run_training
+    from train.runner import RunConfig, run_training
 
     gpu = jax.default_backend() != "cpu"
     backend = jax.default_backend()
@@ -137,9 +137,9 @@ def main(argv=None) -> int:
     out = Path(args.policy_out)
     if out.exists():
         shutil.rmtree(out)
-    result = run_training(ppo, env, env_params, out_dir=out, seeds=[ppo.seed], minutes=args.minutes,
-                          run_config={**run_config, "benchmark": "learn_dishwashing"}, on_chunk=on_chunk,
-                          checkpoints=False)
+    run = RunConfig(out_dir=out, seeds=(ppo.seed,), minutes=args.minutes, checkpoints=False,
+                    run_config={**run_config, "benchmark": "learn_dishwashing"})
+    result = run_training(ppo, env, env_params, run, on_chunk=on_chunk)
     wall = time.time() - t_start
     expert = None
 

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, metavar="NAME=v1,v2[;NAME=...]",
                    help="vmap over EconParams/EnvParams values, e.g. gamma=0.1,0.5,1.0 (alpha/gamma: fixed weights)")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
+    p.add_argument("--init", default=None, metavar="RUN_OR_POLICY",
+                   help="start PPO from this run folder's (or policy.msgpack's) actor and normalizer; value net fresh")
     p.add_argument("--size", choices=["auto", "config"], default="config",
                    help="auto: pick num_envs/timesteps/network sizes for this hardware (train/sizing.py)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops and saves when spent")
@@ -130,7 +132,8 @@ def main(argv=None) -> int:
 
     if args.gpu and jax.default_backend() != "gpu":
         raise SystemExit(f"--gpu: no GPU visible to JAX (backend {jax.default_backend()!r}); install vpjax[cuda]")
-    from .runner import parse_sweep, run_training
+    from .members import parse_sweep
+    from .runner import RunConfig, run_training
 
     ppo, env, env_params, run_config = resolve(args)
     seed = ppo.seed
@@ -140,8 +143,9 @@ def main(argv=None) -> int:
         print(run_config["size"])
     if args.algorithm in ("dagger", "bc"):
         return _run_imitation(args, ppo, env, env_params, run_config, out)
-    result = run_training(ppo, env, env_params, out_dir=out, seeds=seeds, sweep=parse_sweep(args.sweep),
-                          resume=args.resume, minutes=args.minutes, progress=not args.no_progress,
-                          num_devices=args.devices, run_config=run_config)
+    run = RunConfig(out_dir=out, seeds=tuple(seeds), sweep=parse_sweep(args.sweep), resume=args.resume,
+                    init=args.init, minutes=args.minutes, progress=not args.no_progress, num_devices=args.devices,
+                    run_config=run_config)
+    result = run_training(ppo, env, env_params, run)
     print_summary(result, out)
     return 0

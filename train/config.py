@@ -41,6 +41,12 @@ class PPOConfig:
       early_stop: stop when the convergence criterion holds for ``eval_window`` evaluations in a row.
       shaping_anneal_episodes: per-robot episodes over which the env's shaping weight goes 1 -> 0
         (0 = keep shaping at full weight).
+      critic_warmup_iterations: first iterations in which only the value function learns (the
+        policy's parameters and the observation normalizer stay as they are): a fresh critic's
+        advantages are noise, and a policy loaded with ``--init`` would follow them (0 = none).
+      anchor_coef, anchor_anneal_iterations: weight of the imitation anchor KL(π_init || π) on the
+        minibatch observations (π_init: the policy training started from, kept in the training
+        state) and the iterations over which it decays linearly to 0 (0 = constant). 0 = plain PPO.
       checkpoint_every: evaluations between checkpoints (0 = only at the end).
       keep_checkpoints: how many checkpoints to keep.
       seed: base PRNG seed.
@@ -73,6 +79,9 @@ class PPOConfig:
     eval_steps: int = 0
     early_stop: bool = False
     shaping_anneal_episodes: float = 0.0
+    critic_warmup_iterations: int = 0
+    anchor_coef: float = 0.0
+    anchor_anneal_iterations: int = 0
     checkpoint_every: int = 5
     keep_checkpoints: int = 3
     seed: int = 0
@@ -105,6 +114,8 @@ class PPOConfig:
         need(len(self.value_hidden) >= 1 and min(self.value_hidden) >= 1, "value_hidden", "needs positive widths")
         need(self.shaping_anneal_episodes >= 0, "shaping_anneal_episodes", "must be >= 0")
         need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        for k in ("critic_warmup_iterations", "anchor_coef", "anchor_anneal_iterations"):
+            need(getattr(self, k) >= 0, k, "must be >= 0")
 
     @property
     def batch_size(self) -> int:

@@ -43,7 +43,8 @@ def load_run(run: Path, env_name: str | None = None):
     from .config import PPOConfig
     from .networks import RunningStats, make_networks
     from .rewards import resolve_reward
-    from .runner import econ_from_dict, load_policy
+    from .members import econ_from_dict
+    from .policy_file import load_policy
 
     conf_path = run / "config.json"
     if not conf_path.is_file():
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .ppo import evaluate_policy, policy_fn
-    from .runner import member_env_params
+    from .acting import evaluate_policy, policy_fn
+    from .members import member_env_params
 
     args = build_parser().parse_args(argv)
     if args.robots is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -103,9 +103,45 @@ class TanhGaussian:
         log_det = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
         return gauss + log_det
 
+    def kl(self, logits_p, logits_q):
+        """KL(p || q) of the pre-tanh Gaussians, summed over action dims: [...].
+
+        tanh is a bijection, so this is also the KL of the squashed action distributions.
+        """
+        loc_p, scale_p = self.split(logits_p)
+        loc_q, scale_q = self.split(logits_q)
+        ratio = (scale_p / scale_q) ** 2
+        return jnp.sum(0.5 * (ratio + ((loc_p - loc_q) / scale_q) ** 2 - 1.0 - jnp.log(ratio)), axis=-1)
+
 
 def make_networks(obs_size: int, action_size: int, policy_hidden, value_hidden, activation: str):
     """Returns (policy, value) flax modules: policy -> [.., 2*action] logits, value -> [..]."""
     policy = MLP(hidden=tuple(policy_hidden), out=2 * action_size, activation=activation, out_scale=0.01)
     value = MLP(hidden=tuple(value_hidden), out=1, activation=activation, out_scale=1.0)
     return policy, value
+
+
+class PPONetworks(NamedTuple):
+    """PPO's policy and value networks, their observation normalization and the action distribution.
+
+    ``params`` below is ``{'policy': ..., 'value': ...}``; ``norm`` a :class:`RunningStats`.
+    """
+
+    policy: Any
+    value: Any
+    dist: TanhGaussian
+    normalize_obs: bool
+
+    def policy_logits(self, params, norm: RunningStats, obs: jax.Array) -> jax.Array:
+        """obs [..., obs] -> [..., 2*action] logits."""
+        return self.policy.apply(params["policy"], norm.normalize(obs, self.normalize_obs))
+
+    def value_of(self, params, norm: RunningStats, obs: jax.Array) -> jax.Array:
+        """obs [..., obs] -> [...] state values."""
+        return self.value.apply(params["value"], norm.normalize(obs, self.normalize_obs))[..., 0]
+
+
+def make_ppo_networks(obs_size: int, action_size: int, cfg) -> PPONetworks:
+    """The networks a :class:`train.config.PPOConfig` describes."""
+    policy, value = make_networks(obs_size, action_size, cfg.policy_hidden, cfg.value_hidden, cfg.activation)
+    return PPONetworks(policy=policy, value=value, dist=TanhGaussian(cfg.min_std), normalize_obs=cfg.normalize_obs)

@@ -1,7 +1,7 @@
 """Shared fixtures for the trainer tests: the toy contract env and one small PPO config.
 
-Every test that trains uses :data:`SMALL` (or a documented variant) so that the runner's compiled
-functions (memoized per (config, env)) are shared across tests in one process.
+Every test that trains uses :data:`SMALL` (or a documented variant) and passes the session's
+:class:`train.runner.Programs` for it, so that its compiled functions are shared across tests.
 """
 
 import sys
@@ -31,10 +31,18 @@ def small_cfg():
 
 
 @pytest.fixture(scope="session")
-def learning_run(point_env, small_cfg, tmp_path_factory):
+def programs(point_env, small_cfg):
+    """The compiled programs of :data:`SMALL` on the toy env."""
+    from train.runner import Programs
+
+    return Programs(small_cfg, point_env)
+
+
+@pytest.fixture(scope="session")
+def learning_run(point_env, small_cfg, programs, tmp_path_factory):
     """One 8-chunk training run on the toy env (shared by the learning and CSV tests)."""
-    from train.runner import run_training
+    from train.runner import RunConfig, run_training
 
     out = tmp_path_factory.mktemp("learn")
-    result = run_training(small_cfg, point_env, out_dir=out, progress=False, run_config={"env": "point"})
-    return result, out
+    run = RunConfig(out_dir=out, progress=False, run_config={"env": "point"})
+    return run_training(small_cfg, point_env, run=run, programs=programs), out

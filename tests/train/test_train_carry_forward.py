@@ -3,11 +3,11 @@
 import csv
 import math
 
-from train import runner
+from train import metrics_log
 
 
 def _row(member, iteration, pp):
-    r = {k: pp for k in runner._MEASURED}
+    r = {k: pp for k in metrics_log.MEASURED}
     r.update(member=member, iteration=iteration)
     return r
 
@@ -15,15 +15,15 @@ def _row(member, iteration, pp):
 def test_carry_forward_fills_only_unmeasured_rows():
     last = {}
     rows = [_row(0, 10, float("nan")), _row(1, 10, 0.5)]
-    runner.carry_forward(rows, last)
+    metrics_log.carry_forward(rows, last)
     assert rows[0]["stats_iteration"] == -1 and math.isnan(rows[0]["MP_r"])  # nothing measured yet: stays NaN
     assert rows[1]["stats_iteration"] == 10 and rows[1]["MP_r"] == 0.5
     rows = [_row(0, 20, 0.25), _row(1, 20, float("nan"))]
-    runner.carry_forward(rows, last)
+    metrics_log.carry_forward(rows, last)
     assert rows[0]["stats_iteration"] == 20 and rows[0]["eval_wage_parity"] == 0.25
     assert rows[1]["stats_iteration"] == 10 and rows[1]["eval_wage_parity"] == 0.5 and rows[1]["iteration"] == 20
     rows = [_row(0, 30, 0.75)]
-    runner.carry_forward(rows, last)
+    metrics_log.carry_forward(rows, last)
     assert last[0]["MP_r"] == 0.75 and last[1]["MP_r"] == 0.5
 
 
@@ -33,13 +33,13 @@ def test_truncate_csv_keeps_rows_and_returns_last_measurement(tmp_path):
     rows = []
     for it, pp in ((10, 0.5), (20, float("nan")), (30, 0.7)):
         batch = [_row(0, it, pp)]
-        runner.carry_forward(batch, last)
+        metrics_log.carry_forward(batch, last)
         rows += batch
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, runner.CSV_COLUMNS)
+        w = csv.DictWriter(f, metrics_log.CSV_COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    got = runner._truncate_csv(path, 20)
+    got = metrics_log.truncate_csv(path, 20)
     with path.open() as f:
         kept = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in kept] == [10, 20]

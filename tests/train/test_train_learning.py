@@ -1,4 +1,4 @@
-"""PPO learns: the return and the economics of the toy task rise over a short CPU run; the CSV is the seed's."""
+"""PPO learns: the return and the economics of the toy task rise over a short CPU run; the CSV's columns."""
 
 import csv
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from train.runner import CSV_COLUMNS, SEED_COLUMNS
+from train.metrics_log import CSV_COLUMNS, ECON_COLUMNS
 
 
 def test_return_rises(learning_run, small_cfg):
@@ -26,13 +26,13 @@ def test_return_rises(learning_run, small_cfg):
     assert result.chunk_fn._cache_size() == 1
 
 
-def test_csv_has_seed_columns(learning_run, small_cfg):
+def test_csv_has_econ_columns(learning_run, small_cfg):
     result, out = learning_run
     with (out / "training_metrics.csv").open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == CSV_COLUMNS
-    assert reader.fieldnames[: len(SEED_COLUMNS)] == ["episode", "MP_r", "e_t", "w_hat_r", "wage_parity",
+    assert reader.fieldnames[: len(ECON_COLUMNS)] == ["episode", "MP_r", "e_t", "w_hat_r", "wage_parity",
                                                      "productivity_parity", "reward_total", "reward_mp",
                                                      "reward_error", "reward_wage", "alpha", "beta", "gamma"]
     assert {"env_steps", "steps_per_sec", "wall_time"} <= set(reader.fieldnames)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from train import checkpoint as ckpt
-from train.runner import run_training
+from train.runner import RunConfig, run_training
 
 
 def _leaves(state):
@@ -16,15 +16,18 @@ def _leaves(state):
 
 
 @pytest.fixture(scope="module")
-def runs(point_env, small_cfg, tmp_path_factory):
+def runs(point_env, small_cfg, programs, tmp_path_factory):
+    def train(out, **run):
+        return run_training(small_cfg, point_env, run=RunConfig(out_dir=out, progress=False, **run), programs=programs)
+
     ref_dir = tmp_path_factory.mktemp("ref")
-    ref = run_training(small_cfg, point_env, out_dir=ref_dir, progress=False, max_chunks=4)
+    ref = train(ref_dir, max_chunks=4)
     cut_dir = tmp_path_factory.mktemp("cut")
-    first = run_training(small_cfg, point_env, out_dir=cut_dir, progress=False, max_chunks=2)
+    first = train(cut_dir, max_chunks=2)
     # Simulate the kill: the chunk after the last checkpoint was logged but never checkpointed.
     with (cut_dir / "training_metrics.csv").open("a") as f:
         f.write(",".join(["999"] * len(first.rows[0])) + "\n")
-    resumed = run_training(small_cfg, point_env, out_dir=cut_dir, progress=False, resume=True, max_chunks=2)
+    resumed = train(cut_dir, resume=True, max_chunks=2)
     return ref, ref_dir, first, resumed, cut_dir
 
 

@@ -9,7 +9,7 @@ import pytest
 from point_env import PointDeliver
 
 from train.config import PPOConfig
-from train.ppo import robot_params
+from train.acting import robot_params
 from train.rewards import BUILTIN, resolve_reward
 from vpjax import economics as E
 

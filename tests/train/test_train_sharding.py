@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from train.runner import make_mesh, shard_state
+from train.members import make_mesh, shard_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,14 +21,14 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from point_env import PointDeliver
     from train.config import PPOConfig
-    from train.runner import run_training
+    from train.runner import RunConfig, run_training
     assert jax.device_count() == 2, jax.devices()
     env = PointDeliver()
     cfg = PPOConfig(num_envs=32, unroll_length=8, num_minibatches=4, update_epochs=2, learning_rate=1e-3,
                     total_timesteps=32 * 8 * 2 * 2, eval_every=2, num_eval_envs=8, policy_hidden=(16, 16),
                     value_hidden=(16, 16))
-    one = run_training(cfg, env, progress=False, num_devices=1)
-    two = run_training(cfg, env, progress=False, num_devices=2)
+    one = run_training(cfg, env, run=RunConfig(progress=False, num_devices=1))
+    two = run_training(cfg, env, run=RunConfig(progress=False, num_devices=2))
     shard = two.state.env_state.obs.sharding
     out = {"devices_two": len(shard.device_set), "spec": str(shard.spec),
            "max_abs": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -54,7 +54,7 @@ def test_two_devices_equal_one_device():
 
 
 def test_num_envs_must_divide_devices(point_env, small_cfg):
-    from train.runner import run_training
+    from train.runner import RunConfig, run_training
 
     if jax.device_count() < 2:
         mesh = make_mesh(1)
@@ -63,4 +63,4 @@ def test_num_envs_must_divide_devices(point_env, small_cfg):
             make_mesh(5)
     else:  # pragma: no cover - only with forced host devices
         with pytest.raises(ValueError, match="num_envs"):
-            run_training(small_cfg.replace(num_envs=63, num_minibatches=1), point_env, num_devices=2)
+            run_training(small_cfg.replace(num_envs=63, num_minibatches=1), point_env, run=RunConfig(num_devices=2))

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train.runner import build_members, parse_sweep, run_training, shard_state
+from train.members import build_members, parse_sweep
+from train.runner import RunConfig, run_training
 
 
 def test_parse_sweep():
@@ -19,7 +20,7 @@ def test_parse_sweep():
 
 def test_members_shapes_and_no_recompile(point_env, small_cfg):
     cfg = small_cfg.replace(total_timesteps=small_cfg.batch_size * small_cfg.eval_every)
-    result = run_training(cfg, point_env, seeds=[0, 1], sweep={"gamma": [0.1, 1.0]}, progress=False)
+    result = run_training(cfg, point_env, run=RunConfig(seeds=(0, 1), sweep={"gamma": [0.1, 1.0]}, progress=False))
     rows = result.rows
     assert len(rows) == 4 and [r["member"] for r in rows] == [0, 1, 2, 3]
     assert [r["seed"] for r in rows] == [0, 1, 0, 1]
@@ -45,14 +46,14 @@ def test_members_shapes_and_no_recompile(point_env, small_cfg):
 
 
 def test_train_key_fully_jitted(point_env, small_cfg):
-    """make_train's train(key) is one jittable program (tiny 1-chunk variant, judged on training episodes)."""
+    """make_train(...).train(key) is one jittable program (tiny 1-chunk variant, judged on training episodes)."""
     from train.ppo import make_train
 
     cfg = small_cfg.replace(num_envs=16, num_minibatches=2, total_timesteps=16 * 10 * 8, eval_every=8,
                             num_eval_envs=0)
-    train = make_train(cfg, point_env)
-    state, metrics, evals = jax.jit(train)(jax.random.PRNGKey(3))
-    assert int(state.iteration) == 8 == train.num_iterations
+    tr = make_train(cfg, point_env)
+    state, metrics, evals = jax.jit(tr.train)(jax.random.PRNGKey(3))
+    assert int(state.iteration) == 8 == tr.num_iterations
     assert metrics["loss_value"].shape == (1, 8) and evals["success_rate"].shape == (1,)
     # 80 steps of 40-step episodes: every robot finished 2 episodes, judged without a separate evaluation
     assert float(metrics["episodes_done"].sum()) == 32

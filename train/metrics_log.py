@@ -1,0 +1,112 @@
+"""The training CSV (``training_metrics.csv``): its columns, one row per member per chunk, and the
+carry-forward of the last measured economics into rows where nothing was measured."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from .config import PPOConfig
+
+# The economic columns (ASCII names), then throughput, then extra diagnostics.
+ECON_COLUMNS = ["episode", "MP_r", "e_t", "w_hat_r", "wage_parity", "productivity_parity", "reward_total",
+                "reward_mp", "reward_error", "reward_wage", "alpha", "beta", "gamma"]
+CSV_COLUMNS = ECON_COLUMNS + [
+    "env_steps", "steps_per_sec", "wall_time", "member", "seed", "iteration", "episode_return", "episodes_done",
+    "eval_MP_r", "eval_e_t", "eval_w_hat_r", "eval_productivity_parity", "eval_wage_parity", "eval_success_rate",
+    "eval_return", "streak", "converged", "step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm",
+    "stats_iteration"]
+_FROM_ENV = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
+             "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
+             "reward_error": "reward_error", "reward_wage": "reward_wage", "episode_return": "episode_return"}
+
+
+def chunk_rows(metrics: dict, ev: dict, desc: list[dict], iteration: int, cfg: PPOConfig, env_steps: int,
+               steps_per_sec: float, wall: float, beta: np.ndarray) -> list[dict]:
+    """One CSV row per member from a chunk's per-iteration metrics [M, eval_every] and evaluation [M]."""
+    rows = []
+    for m in range(len(desc)):
+        n = float(np.sum(metrics["episodes_done"][m]))
+        avg = lambda k: float(np.sum(metrics[f"sum_{k}"][m]) / n) if n > 0 else float("nan")  # noqa: E731
+        row = {col: avg(src) for col, src in _FROM_ENV.items()}
+        row.update({
+            "episode": float(metrics["episodes_per_robot"][m][-1]), "alpha": float(metrics["alpha"][m][-1]),
+            "beta": float(beta[m]), "gamma": float(metrics["gamma"][m][-1]), "env_steps": int(env_steps),
+            "steps_per_sec": float(steps_per_sec), "wall_time": float(wall), "member": m, "seed": desc[m]["seed"],
+            "iteration": int(iteration), "episodes_done": n,
+            "eval_MP_r": float(ev["mp"][m]), "eval_e_t": float(ev["error_rate"][m]),
+            "eval_w_hat_r": float(ev["implied_wage"][m]), "eval_productivity_parity": float(ev["productivity_parity"][m]),
+            "eval_wage_parity": float(ev["wage_parity"][m]), "eval_success_rate": float(ev["success_rate"][m]),
+            "eval_return": float(ev["episode_return"][m]), "streak": int(ev["streak"][m]),
+            "converged": int(ev["converged"][m] > 0),
+        })
+        for k in ("step_reward", "step_shaping", "loss_policy", "loss_value", "entropy", "approx_kl", "grad_norm"):
+            row[k] = float(np.mean(metrics[k][m]))
+        rows.append(row)
+    return rows
+
+
+# the episode economics of a row: measured on the episodes that finished in its chunk (or its evaluation)
+MEASURED = list(_FROM_ENV) + ["eval_MP_r", "eval_e_t", "eval_w_hat_r", "eval_productivity_parity",
+                               "eval_wage_parity", "eval_success_rate", "eval_return"]
+
+
+def carry_forward(rows: list[dict], last: dict) -> None:
+    """Fills a member's row in which nothing was measured with the last measured values, in place.
+
+    On CPU sizes (``num_eval_envs = 0``) a chunk may end before any robot finishes an episode; its
+    economics are then NaN. Like brax's metrics of the last completed episodes, the row repeats the
+    most recent measurement instead; ``stats_iteration`` says which iteration measured it (and
+    ``episodes_done = 0`` that nothing new finished). ``last`` maps member -> that measurement.
+    """
+    for r in rows:
+        m = r["member"]
+        if not np.isnan(r["eval_productivity_parity"]):
+            r["stats_iteration"] = r["iteration"]
+            last[m] = {k: r[k] for k in MEASURED + ["stats_iteration"]}
+        elif m in last:
+            r.update(last[m])
+        else:
+            r["stats_iteration"] = -1  # nothing measured yet in this run
+
+
+def truncate_csv(path: Path, max_iteration: int) -> dict:
+    """Drops rows logged after the checkpoint we resume from (they will be produced again).
+
+    Returns the last measurement per member among the kept rows (for :func:`carry_forward`).
+    """
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if int(float(r["iteration"])) <= max_iteration]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    last: dict = {}
+    for r in rows:
+        if r.get("stats_iteration") not in (None, "", "-1"):
+            last[int(r["member"])] = {k: float(r[k]) for k in MEASURED} | {"stats_iteration": int(float(r["stats_iteration"]))}
+    return last
+
+
+def progress_line(rows: list[dict], env_steps: int, total: int, sps: float) -> str:
+    r = rows[0]
+    return (f"steps {env_steps:,}/{total:,}  {sps:,.0f} steps/s  ep/robot {r['episode']:.1f}  "
+            f"prod {r['eval_productivity_parity']:.2f}  wage {r['eval_wage_parity']:.2f}  "
+            f"return {r['episode_return']:.3g}  success {r['eval_success_rate']:.2f}  streak {r['streak']}")
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Appends ``rows`` to the CSV at ``path`` (with the header when the file is new; process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, CSV_COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
