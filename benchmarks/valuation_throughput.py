@@ -245,7 +245,7 @@ def bench_memory(args, rows):
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
     m = json.loads(res.stdout.strip().splitlines()[-1])
     store_mb = args.mem_stored * args.dim * 4 / 2**20
-    from valuation.novelty import _EXTRA, _group_size
+    from valuation.knn import _EXTRA, _group_size
 
     # per query block: the distance tile, the group-minimum table, the gathered re-rank rows
     qb, chunk = min(args.query_block, args.mem_queries), min(args.chunk_size, args.mem_stored)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from valuation import knn
 from valuation import novelty as nv
 from valuation import tiering
 
@@ -161,7 +162,7 @@ def test_calibration_recovers_shrunk_thresholds():
 
 def test_smallest_k_exact_with_ties():
     rng = np.random.default_rng(8)
-    f = jax.jit(nv._smallest_k, static_argnums=1)
+    f = jax.jit(knn._smallest_k, static_argnums=1)
     for c in (64 * 7, 100, 3):  # wide rows, and rows narrower than k
         d = rng.integers(0, 50, size=(33, c)).astype(np.float32)  # many ties
         d[3] = np.inf
@@ -176,7 +177,7 @@ def test_smallest_k_exact_with_ties():
 # one compiled search shared by the certificate tests: 4000-row store (not a multiple of the chunk,
 # so the last chunk is clamped and overlapping rows are masked), 256-row chunks, 32-row groups:
 # 128 groups, more than either re-rank tier (k + 2, k + 32) covers
-_CERT = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))
+_CERT = jax.jit(lambda q, r, c: knn.knn_sq_dists_certified(q, r, c, 5, 256, 16))
 
 
 def test_screen_certifies_generic_data_and_falls_back_on_adversarial_data():
@@ -213,7 +214,7 @@ def test_second_tier_compacts_few_uncertified_queries_and_reruns_crowded_blocks(
     # of the screen there (‖r‖² ≈ 900): the screen orders them at random, so the first tier's k + 2
     # groups miss some of a nearby query's k nearest and cannot certify; the second tier's k + 32
     # groups hold all 20 and certify. Every other row is far from c.
-    monkeypatch.setattr(nv, "_TIER2_ROWS", 4)
+    monkeypatch.setattr(knn, "_TIER2_ROWS", 4)
     rng = np.random.default_rng(10)
     refs = rng.normal(size=(4000, 8))
     near = 64 * np.arange(3, 63, 3)  # one row in each of 20 groups
@@ -223,6 +224,6 @@ def test_second_tier_compacts_few_uncertified_queries_and_reruns_crowded_blocks(
     centre = np.r_[[1, 5, 9], 16 + np.arange(8)]  # block 0: 3 near c (compacted); block 1: 8 (whole block)
     q[centre] = c + 1e-4 * rng.normal(size=(11, 8))
     refs, q = refs.astype(np.float32), q.astype(np.float32)
-    d, cert = jax.jit(lambda q, r, c: nv.knn_sq_dists_certified(q, r, c, 5, 256, 16))(jnp.asarray(q), jnp.asarray(refs), jnp.asarray(4000))
+    d, cert = jax.jit(lambda q, r, c: knn.knn_sq_dists_certified(q, r, c, 5, 256, 16))(jnp.asarray(q), jnp.asarray(refs), jnp.asarray(4000))
     np.testing.assert_allclose(np.sqrt(np.asarray(d)), _brute_knn(q, refs, 5), rtol=1e-4)
     assert np.asarray(cert).all()  # the second tier certified them; no full scan needed
