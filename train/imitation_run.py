@@ -24,6 +24,7 @@ from flax import serialization
 
 from . import checkpoint as ckpt
 from .imitation import EPISODE_METRICS, ImitationConfig, curriculum_params, make_imitation
+from .metrics_log import append_rows
 
 IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
 _ECON = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
@@ -83,15 +84,6 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
     row["converged"] = float(judged["productivity_parity"] >= thr and abs(judged["wage_parity"] - 1.0) <= tol)
     row["streak"] = row["converged"]
     return row
-
-
-def _append_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, columns)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
 
 
 def _truncate_csv(path: Path, rounds: int) -> None:
@@ -188,7 +180,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
         elif max_rounds is not None and done >= max_rounds and not last:
             stop = "max_rounds"
         if out:
-            _append_csv(csv_path, [row], columns)
+            append_rows(csv_path, [row], columns)
             ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
             export_student(out / "policy.msgpack", state)
         if progress:
@@ -212,7 +204,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
             last_row["converged"] = last_row["streak"] = float(ok)
             if out:
                 _truncate_csv(csv_path, result.rounds - 1)
-                _append_csv(csv_path, [last_row], columns)
+                append_rows(csv_path, [last_row], columns)
     result.state = state
     result.wall_time = wall_before + time.time() - t_start
     if out:

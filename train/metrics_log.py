@@ -100,13 +100,13 @@ def progress_line(rows: list[dict], env_steps: int, total: int, sps: float) -> s
             f"return {r['episode_return']:.3g}  success {r['eval_success_rate']:.2f}  streak {r['streak']}")
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
+def append_rows(path: Path, rows: list[dict], columns: list[str] = CSV_COLUMNS) -> None:
     """Appends ``rows`` to the CSV at ``path`` (with the header when the file is new; process 0 only)."""
     if jax.process_index() != 0:
         return
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, CSV_COLUMNS)
+        w = csv.DictWriter(f, columns)
         if new:
             w.writeheader()
         w.writerows(rows)

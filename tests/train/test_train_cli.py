@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+from flax import serialization
 
 from train.cli import build_parser
 from train.setup import resolve
@@ -65,3 +68,12 @@ def test_cli_train_evaluate_resume(tmp_path):
     assert "wage parity" in p.stdout and (out / "parity.png").stat().st_size > 1000
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert {"mp", "error_rate", "implied_wage", "productivity_parity", "wage_parity", "success_rate"} <= set(ev)
+    # PPO from that policy: during the critic warm-up the actor and normalizer stay the loaded ones, bit for bit
+    warm = tmp_path / "warm"
+    p = _run([*common[:-3], "--out", str(warm), "--no-progress", "--timesteps", str(32 * 10 * 2), "--init", str(out),
+              "--set", "ppo.critic_warmup_iterations=2"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = (serialization.msgpack_restore((d / "policy.msgpack").read_bytes()) for d in (out, warm))
+    for x, y in zip(jax.tree.leaves((a["params"]["policy"], a["norm"])), jax.tree.leaves((b["params"]["policy"], b["norm"]))):
+        np.testing.assert_array_equal(x, y)
+    assert json.loads((warm / "config.json").read_text())["init"] == str(out)
