@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vpjax.schema import FieldError, parse_section
+
 ACTIVATIONS = ("swish", "tanh", "relu", "elu", "gelu")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -89,7 +91,7 @@ class PPOConfig:
     def __post_init__(self):
         def need(cond, key, why):
             if not cond:
-                raise ValueError(f"ppo.{key}={getattr(self, key)!r}: {why}")
+                raise FieldError("ppo", key, getattr(self, key), why)
 
         object.__setattr__(self, "policy_hidden", tuple(int(h) for h in self.policy_hidden))
         object.__setattr__(self, "value_hidden", tuple(int(h) for h in self.value_hidden))
@@ -133,16 +135,9 @@ class PPOConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None, source: str = "<ppo>") -> "PPOConfig":
-        """Builds the config from a mapping (the YAML ``ppo:`` section); unknown keys fail with the source."""
-        mapping = dict(mapping or {})
-        try:
-            from vpjax.config import parse_section  # the lead's generic loader, when present
-        except ImportError:
-            parse_section = None
-        if parse_section is not None:
-            return parse_section(cls, mapping, source)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown} in ppo section; known: {sorted(names)}")
-        return cls(**mapping)
+        """Builds the config from the YAML ``ppo:`` section; a bad key fails with the source and ``ppo.`` key.
+
+        Raises:
+          vpjax.schema.ConfigError: ``{source}: ppo.{key} = {value}: {rule}``.
+        """
+        return parse_section(cls, dict(mapping or {}), source, "ppo")

@@ -102,10 +102,10 @@ def test_wage_from_soc_code(tmp_path):
 def test_external_section_parsed_by_owner(tmp_path):
     @dataclasses.dataclass(frozen=True)
     class Owner:
-        num_envs: int = 8
+        episode_length: int = 8
 
-    path = _write(tmp_path, "video_to_policy:\n  num_envs: 2.5\n")
+    path = _write(tmp_path, "env:\n  episode_length: 2.5\n")
     cfg = load_config(path)
-    with pytest.raises(ConfigError, match=r"task.yaml: video_to_policy.num_envs = 2.5: must be an integer"):
-        cfg.section(Owner, "video_to_policy")
+    with pytest.raises(ConfigError, match=r"task.yaml: env.episode_length = 2.5: must be an integer"):
+        cfg.section(Owner, "env")
     assert parse_section(RewardConfig, {"beta": 1}, "x").beta == 1.0
