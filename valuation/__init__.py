@@ -9,10 +9,14 @@ Modules (import what you need; nothing heavy is imported here):
 * :mod:`valuation.bayes_linear` — sklearn-exact BayesianRidge in JAX, rolling window, lax.scan
   streams, vectorized replay; E[ΔMPL], interval, κ.
 * :mod:`valuation.tiering` — tiers, tier statistics, threshold calibration.
-* :mod:`valuation.pricing`, :mod:`valuation.ledger` — quotes, true-ups, reports; SQLite ledger
-  and the seed's CSV files.
+* :mod:`valuation.knn` — the exact, certified k-NN search behind embedding novelty.
+* :mod:`valuation.pricing`, :mod:`valuation.ledger`, :mod:`valuation.csv_formats` — quotes,
+  true-ups, reports; the SQLite ledger; the CSV files (readers that validate, atomic writers).
+* :func:`valuation.quote.quote_batch` — value model fit on history, then quotes for a batch (the
+  quote CLI and video-to-policy both use it).
 * :mod:`valuation.simulator` — the sharing vs withholding pricing simulation.
-* CLIs: ``python -m valuation.quote | reconcile | simulate | report | compare_tiers``.
+* CLIs: ``python -m valuation.quote | reconcile | simulate | report | compare_tiers``; a user's
+  error (:mod:`valuation.errors`) is one line on stderr and exit status 2.
 
 ``valuation`` works on arrays and never imports ``envs`` or ``train``.
 """

@@ -1,8 +1,8 @@
 """Jitted Bayesian linear regression with evidence maximization (sklearn's ``BayesianRidge``).
 
-The value model of the seed maps datapoint features (novelty, causal gain) to the expected MPL
-gain E[ΔMPL] with a predictive interval and the confidence discount κ. The seed refits
-``sklearn.linear_model.BayesianRidge`` on a rolling lookback window after every datapoint; this
+The value model maps datapoint features (novelty, causal gain) to the expected MPL gain E[ΔMPL]
+with a predictive interval and the confidence discount κ, refitting
+``sklearn.linear_model.BayesianRidge`` on a rolling lookback window after every datapoint. This
 module does the same fit as a pure JAX function, so that
 
 * :func:`fit` reproduces ``BayesianRidge().fit`` (same defaults, same MacKay fixed-point updates,
@@ -21,23 +21,28 @@ the effective number of parameters γ = Σ αeᵢ/(λ + αeᵢ) nor to the poste
 Xᵀy on a null direction of X is zero). The posterior mean (XᵀX + λ/α·I)⁻¹Xᵀy is therefore the same
 in both regimes; only the rounding differs, well below the 1e-6 parity we test.
 
-Interval (errata 3). ``std`` below is already the predictive standard deviation
+Interval (README, Data economics). ``std`` below is already the predictive standard deviation
 sqrt(xᵀΣx + 1/α); it is not square-rooted again. The interval is mean ± q·std where q is the
 quantile of the configured confidence level: by default the Normal quantile
 (``jax.scipy.stats.norm.ppf``), which is exact for this model's predictive distribution given the
 evidence-maximizing point estimates of α and λ (what sklearn reports). ``interval="t"`` uses a
 Student-t quantile with ν = n − γ − 1 degrees of freedom instead (γ the effective number of fitted
 weights, one more for the intercept); it widens intervals when the window holds few datapoints,
-which is the regime the seed's ``min_samples_for_fit`` = 10 allows.
+which is the regime the default ``min_samples_for_fit`` = 10 allows.
+
+Inputs must be finite: the jitted functions cannot raise, so a NaN or inf would silently give NaN
+coefficients. :func:`check_finite` refuses them on the host with the row and column; rows left
+out by the mask never reach the fit, whatever they hold.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from vpjax import economics
@@ -51,7 +56,7 @@ _EPS64 = float(jnp.finfo(jnp.float64).eps)  # sklearn adds float64 eps to var(y)
 class BayesRidgeParams:
     """Hyperparameters of the fit and the interval, as array leaves (vmappable, no recompiles).
 
-    Defaults equal sklearn's ``BayesianRidge()`` and the seed's ``data_valuation`` section.
+    Defaults equal sklearn's ``BayesianRidge()`` and the ``data_valuation`` section's defaults.
     """
 
     max_iter: Array
@@ -134,7 +139,7 @@ def fit(x: Array, y: Array, mask: Array | None, params: BayesRidgeParams) -> Bay
     """Evidence-maximizing Bayesian ridge regression on the rows of ``x`` where ``mask`` is set.
 
     Args:
-      x: [W, p] design; rows with ``mask == False`` are ignored (their values do not matter).
+      x: [W, p] design; rows with ``mask == False`` are ignored (their values, NaN included, do not matter).
       y: [W] targets.
       mask: [W] bool, or None for all rows.
       params: BayesRidgeParams.
@@ -147,6 +152,9 @@ def fit(x: Array, y: Array, mask: Array | None, params: BayesRidgeParams) -> Bay
     x = x.astype(dtype)
     y = jnp.asarray(y, dtype)
     w = jnp.ones(y.shape, dtype) if mask is None else jnp.asarray(mask).astype(dtype)
+    # 0·NaN is NaN: zero the excluded rows instead of only weighting them by 0
+    x = jnp.where(w[:, None] > 0, x, 0.0)
+    y = jnp.where(w > 0, y, 0.0)
     n = jnp.sum(w)
     n_safe = jnp.maximum(n, 1.0)
     y_mean = jnp.sum(w * y) / n_safe
@@ -213,7 +221,7 @@ def predict_mean_std(model: BayesRidgeFit, x: Array) -> tuple[Array, Array]:
       x: [..., p].
 
     Returns:
-      (mean [...], std [...]); std is a standard deviation (errata 3).
+      (mean [...], std [...]); std is a standard deviation, not a variance.
     """
     x = jnp.asarray(x, model.coef.dtype)
     mean = x @ model.coef + model.intercept
@@ -246,10 +254,11 @@ def student_t_ppf(q: Array, dof: Array, iters: int = 80) -> Array:
 class ValuePrediction(NamedTuple):
     """E[ΔMPL] with its interval and κ, per query (shapes [...]).
 
-    ``mean``, ``lower``, ``upper`` are clipped at 0 as in the seed (a datapoint cannot be worth a
-    negative MPL gain to the buyer); ``raw_mean`` and ``std`` are the model's own. Before the
-    window holds ``min_samples`` datapoints the model is not fitted and mean = lower = upper = 0,
-    so κ = kappa_floor (errata 4).
+    ``mean``, ``lower``, ``upper`` are clipped at 0 (a datapoint cannot be worth a negative MPL
+    gain to the buyer); ``raw_mean`` and ``std`` are the model's own. Before the window holds
+    ``min_samples`` datapoints the model is not fitted and mean = lower = upper = 0, so
+    κ = kappa_floor. A NaN mean or bound gives a NaN κ, never the floor, so that callers
+    (:func:`valuation.pricing.make_quotes`) refuse it.
     """
 
     mean: Array
@@ -281,8 +290,22 @@ def predict_value(model: BayesRidgeFit, x: Array, params: BayesRidgeParams, inte
     upper = jnp.where(fitted, jnp.maximum(mean + z * std, 0.0), 0.0)
     clipped = jnp.where(fitted, jnp.maximum(mean, 0.0), 0.0)
     kap = economics.kappa(clipped, lower, params.kappa_floor)
+    kap = jnp.where(jnp.isnan(clipped) | jnp.isnan(lower), jnp.nan, kap)
     fitted = jnp.broadcast_to(fitted, mean.shape)
     return ValuePrediction(clipped, jnp.where(fitted, std, 0.0), lower, upper, kap, mean, fitted)
+
+
+def check_finite(values, what: str, columns: Sequence[str]) -> None:
+    """Refuses a NaN or inf in ``values`` [N, len(columns)] before it reaches a jitted fit.
+
+    Raises:
+      ValueError: naming ``what``, the first offending row (0-based), its column and value.
+    """
+    v = np.asarray(values, float)
+    bad = np.argwhere(~np.isfinite(v))
+    if bad.size:
+        r, c = (int(i) for i in bad[0])
+        raise ValueError(f"{what}: row {r}, column {columns[c]!r}: {v[r, c]} is not finite ({len(bad)} such values)")
 
 
 # ----------------------------------------------------------------------------- rolling window
@@ -306,9 +329,19 @@ class RollingState:
 
 
 def rolling_init(window: int, n_features: int, params: BayesRidgeParams, dtype=None) -> RollingState:
-    """An empty window of capacity ``window`` (the seed's ``lookback_window``)."""
+    """An empty window of capacity ``window`` (``lookback_window``).
+
+    Raises:
+      ValueError: ``window`` < 1, or ``params.min_samples`` > ``window`` (the model would never fit).
+    """
     if window < 1:
         raise ValueError(f"window: must be >= 1, got {window}")
+    try:
+        need = int(np.max(np.asarray(params.min_samples)))
+    except TypeError:  # traced params (under jit or vmap): checked by whoever built them
+        need = 0
+    if need > window:
+        raise ValueError(f"min_samples: {need} > window {window}; the window could never hold enough datapoints to fit")
     dtype = dtype or jnp.zeros(()).dtype
     x = jnp.zeros((window, n_features), dtype)
     y = jnp.zeros((window,), dtype)
@@ -397,6 +430,7 @@ __all__ = [
     "predict_value",
     "interval_quantile",
     "student_t_ppf",
+    "check_finite",
     "rolling_init",
     "rolling_update",
     "rolling_predict",

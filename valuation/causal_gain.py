@@ -14,7 +14,7 @@ Two scores, batched over datapoints:
 * **Prediction-error reduction** (:func:`prediction_error_reduction`): the first-order effect of one
   SGD step of size lr on the datapoint on the validation loss, TracIn-style:
   L_val(θ − lr·∇L_i) ≈ L_val(θ) − lr·∇L_val·∇L_i, so the reduction is lr·⟨∇L_val, ∇L_i⟩, averaged
-  over members and clipped at 0 (the seed: ``max(0, gain)``). Per-example gradients come from
+  over members and clipped at 0 (a datapoint that would raise the error is worth 0). Per-example gradients come from
   ``vmap(grad)``.
 """
 

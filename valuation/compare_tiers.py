@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from valuation import _cli, ledger as lg, tiering
+from valuation import _cli, csv_formats as csvf, tiering
+from valuation.errors import ValuationError
 from valuation.settings import add_config_args, settings_from_args
 
 
@@ -61,7 +61,7 @@ def compare(pred: np.ndarray, realized: np.ndarray, thresholds: Sequence[float],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m valuation.compare_tiers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.parser("python -m valuation.compare_tiers", __doc__)
     p.add_argument("--log", required=True, help="data_value.csv with realized_mpl_gain filled in")
     p.add_argument("--output", required=True, help="PDF to write (a CSV with the same stem is written too)")
     add_config_args(p)
@@ -69,22 +69,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main_impl(args, parser) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
-    from matplotlib.backends.backend_pdf import PdfPages
 
     if not str(args.output).lower().endswith(".pdf"):
         parser.error(f"--output {args.output!r}: must end in .pdf")
     s = settings_from_args(args, parser)
-    cols = lg.read_data_value_csv(args.log)
+    out = csvf.check_output_path(args.output, "--output")
+    csvf.check_output_path(out.with_suffix(".csv"), "--output (its .csv table)")
+    cols = csvf.read_data_value_csv(args.log)
     done = ~np.isnan(cols["realized_mpl_gain"])
+    if done.sum() < 4:
+        raise ValuationError(f"{args.log}: {int(done.sum())} rows have a realized_mpl_gain; comparing tiers needs at least 4")
     res = compare(cols["expected_mpl_gain"][done], cols["realized_mpl_gain"][done], s.thresholds, cols["premium_quote"][done])
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with PdfPages(out) as pdf:
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in res])
+    csvf.write_atomic(out, lambda fh: _write_pdf(fh, res), binary=True)
+    csvf.write_atomic(out.with_suffix(".csv"), lambda fh: table.to_csv(fh, index=False))
+    for r in res:
+        _cli.console.print(f"{r['strategy']:>22}: thresholds ({r['tier0_threshold']:.3f}, {r['tier1_threshold']:.3f}) accuracy {r['accuracy']:.1%} on {r['n_test']} held-out, tiers {r['tier_counts']}")
+    _cli.console.print(f"-> {out}, {out.with_suffix('.csv')}")
+    return 0
+
+
+def _write_pdf(fh, res: list[dict]) -> None:
+    """One page of confusion matrices (predicted rows, realized columns), one per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with PdfPages(fh) as pdf:
         fig, axes = plt.subplots(1, len(res), figsize=(4 * len(res), 4))
         for ax, r in zip(axes, res):
             ax.imshow(r["confusion"], cmap="Blues")
@@ -96,12 +110,6 @@ def main_impl(args, parser) -> int:
         fig.tight_layout()
         pdf.savefig(fig)
         plt.close(fig)
-    table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in res])
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    for r in res:
-        _cli.console.print(f"{r['strategy']:>22}: thresholds ({r['tier0_threshold']:.3f}, {r['tier1_threshold']:.3f}) accuracy {r['accuracy']:.1%} on {r['n_test']} held-out, tiers {r['tier_counts']}")
-    _cli.console.print(f"-> {out}, {out.with_suffix('.csv')}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

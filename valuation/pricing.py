@@ -1,13 +1,14 @@
 """Ex-ante quotes, ex-post true-ups and period reconciliation reports.
 
-Formulas (vpjax.economics; errata 4, 6, 7):
+Formulas (vpjax.economics; README, Data economics):
 
 * P_noshare = p·κ·E[ΔMPL]·H·S with S = 1 for a withheld datapoint and 0 for a shared one.
 * A sharing customer instead gets ``data_sharing_discount`` off the service bill (units produced ×
-  p over the period): :func:`service_bill`. The seed's per-datapoint credit −p·discount mixed units
-  and is not used.
+  p over the period): :func:`service_bill`, not a per-datapoint credit.
 * True-up = quoted − realized premium, where the realized premium re-prices the quote with the
   realized ΔMPL (same p, κ, H, S): positive is a refund to the customer, negative a further bill.
+  A realized gain below 0 is priced as 0, as the quote prices E[ΔMPL] clipped at 0: a datapoint
+  that turned out harmful costs the customer nothing, so the refund is at most the premium.
 * Money leaves this module as integer cents (:func:`to_cents`, round half to even); floats are
   used inside the models only.
 
@@ -76,7 +77,7 @@ def normalize_sharing(value: str) -> str:
 
 
 def datapoint_id(content: bytes | str | np.ndarray | Sequence[np.ndarray]) -> str:
-    """Stable content hash of a datapoint (errata 5): sha256 of dtype, shape and bytes, 32 hex chars.
+    """Stable content hash of a datapoint: sha256 of dtype, shape and bytes, 32 hex chars.
 
     Arrays are hashed in C order with their dtype and shape, so the same content always gets the
     same id across processes and machines; callers with their own ids use those instead.
@@ -103,7 +104,7 @@ def iso(t: dt.datetime) -> str:
 
 
 def parse_time(text: str) -> dt.datetime:
-    """ISO-8601 (a trailing Z allowed) or a POSIX timestamp in seconds (the seed's time.time())."""
+    """ISO-8601 (a trailing Z allowed) or a POSIX timestamp in seconds (``time.time()``)."""
     s = str(text).strip()
     try:
         return dt.datetime.fromtimestamp(float(s), dt.timezone.utc)
@@ -141,13 +142,16 @@ def quote_arrays(expected: Array, kappa_: Array, shared: Array, price: Array, ho
 
 
 def trueup_arrays(premium: Array, kappa_: Array, realized: Array, price: Array, horizon: Array, sharing_coef: Array) -> tuple[Array, Array]:
-    """(realized premium, true-up) in $: true-up > 0 refunds the customer, < 0 bills them."""
-    realized_premium = economics.noshare_premium(price, kappa_, realized, horizon, sharing_coef)
+    """(realized premium, true-up) in $: true-up > 0 refunds the customer, < 0 bills them.
+
+    A realized gain below 0 is priced as 0 (module docstring), so the true-up is ≤ the premium.
+    """
+    realized_premium = economics.noshare_premium(price, kappa_, jnp.maximum(realized, 0.0), horizon, sharing_coef)
     return realized_premium, economics.trueup(premium, realized_premium)
 
 
 def service_bill(units: Array, price: Array, shares: Array, discount: Array) -> Array:
-    """A customer's service bill over a period (errata 6): units × p, less the discount if sharing.
+    """A customer's service bill over a period: units × p, less the discount if sharing.
 
     Args:
       units: [...] units produced for the customer in the period.
@@ -231,7 +235,11 @@ def make_quotes(
     trueup_period_days: int,
     now: dt.datetime | None = None,
 ) -> list[Quote]:
-    """Quote records for a batch of valued datapoints (premium rounded to cents)."""
+    """Quote records for a batch of valued datapoints (premium rounded to cents).
+
+    Raises:
+      ValueError: duplicate ids, lengths that differ, or a non-finite value (naming its row).
+    """
     now = now or utcnow()
     n = len(ids)
     if len(set(ids)) != n:
@@ -240,6 +248,10 @@ def make_quotes(
     for name, seq in [("novelty", novelty), ("causal_gain", causal_gain), ("expected", expected), ("lower", lower), ("upper", upper), ("kappa", kappa_), ("shared", shared)]:
         if len(seq) != n:
             raise ValueError(f"{name}: length {len(seq)} != {n} ids")
+    for name, seq in [("novelty", novelty), ("causal_gain", causal_gain), ("expected", expected), ("lower", lower), ("upper", upper), ("kappa", kappa_)]:
+        bad = np.flatnonzero(~np.isfinite(np.asarray(seq, float)))
+        if bad.size:
+            raise ValueError(f"{name}: row {int(bad[0])} (datapoint_id {str(ids[bad[0]])!r}) is {float(np.asarray(seq, float)[bad[0]])}, not finite")
     qa = quote_arrays(np.asarray(expected, float), np.asarray(kappa_, float), np.asarray(shared, bool), price, horizon, np.asarray(thresholds, float))
     premium = np.asarray(qa.premium, float)
     tier = np.asarray(qa.tier)
@@ -266,11 +278,15 @@ def make_quotes(
 
 
 def compute_trueup(quote: Quote, realized_mpl: float, now: dt.datetime | None = None) -> TrueUp:
-    """Ex-post true-up of one quote with its realized ΔMPL (money in cents, exact arithmetic after rounding)."""
+    """Ex-post true-up of one quote with its realized ΔMPL (money in cents, exact arithmetic after rounding).
+
+    The realized premium prices max(realized ΔMPL, 0) (module docstring): the refund is at most
+    the premium; ``realized_mpl``, ``prediction_error`` and ``within_interval`` keep the raw value.
+    """
     realized_mpl = float(realized_mpl)
     if not np.isfinite(realized_mpl):
         raise ValueError(f"realized_mpl for {quote.datapoint_id!r}: {realized_mpl} is not finite")
-    ex_post = quote.price_per_unit * quote.kappa * realized_mpl * quote.horizon_hours * quote.sharing_coef
+    ex_post = quote.price_per_unit * quote.kappa * max(realized_mpl, 0.0) * quote.horizon_hours * quote.sharing_coef
     ex_post_cents = to_cents(ex_post)
     trueup_cents = quote.premium_cents - ex_post_cents
     pct = 100.0 * trueup_cents / quote.premium_cents if quote.premium_cents != 0 else 0.0
@@ -334,6 +350,11 @@ def reconciliation_report(
 def format_report(report: Mapping) -> str:
     """A plain-text rendering of :func:`reconciliation_report` for the terminal."""
     c = cents_to_str
+
+    def g(key: str) -> str:  # no true-up in the period: no error statistics
+        return "n/a" if report["n_reconciled"] == 0 else f"{report[key]:.4g}"
+
+    coverage = "n/a" if report["n_reconciled"] == 0 else f"{report['interval_coverage']:.1%}"
     lines = [
         f"quotes {report['n_quotes']} (withheld {report['n_withheld']}, shared {report['n_shared']}); "
         f"reconciled {report['n_reconciled']}, open {report['n_open']}; tiers 0/1/2 = {report['tier_counts']}",
@@ -341,8 +362,8 @@ def format_report(report: Mapping) -> str:
         f"realized ${c(report['realized_premium_cents'])}",
         f"refunds ${c(report['refund_cents'])}, further bills ${c(report['bill_cents'])}, net true-up ${c(report['net_trueup_cents'])} "
         "(positive = refunded to customers)",
-        f"prediction error: mean |e| {report['mean_abs_prediction_error']:.4g}, bias {report['mean_prediction_bias']:.4g}, "
-        f"RMSE {report['rmse']:.4g}; interval coverage {report['interval_coverage']:.1%}",
+        f"prediction error: mean |e| {g('mean_abs_prediction_error')}, bias {g('mean_prediction_bias')}, "
+        f"RMSE {g('rmse')}; interval coverage {coverage}",
     ]
     return "\n".join(lines)
 

@@ -16,17 +16,20 @@ import argparse
 import sys
 from typing import Sequence
 
-from valuation import _cli, simulator
+from pathlib import Path
+
+from valuation import _cli, csv_formats as csvf, simulator
+from valuation.errors import ValuationError
 from valuation.settings import add_config_args, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m valuation.simulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-sharing-rate", type=float, default=0.8, help="share of customers who share data (default 0.8)")
-    p.add_argument("--episodes", type=int, default=1000, help="datapoints simulated (default 1000)")
-    p.add_argument("--customers", type=int, default=20, help="number of customers (default 20)")
+    p = _cli.parser("python -m valuation.simulate", __doc__)
+    p.add_argument("--data-sharing-rate", type=_cli.number(float, "[0, 1]"), default=0.8, help="share of customers who share data (default 0.8)")
+    p.add_argument("--episodes", type=_cli.number(int, ">= 1"), default=1000, help="datapoints simulated (default 1000)")
+    p.add_argument("--customers", type=_cli.number(int, ">= 1"), default=20, help="number of customers (default 20)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noise-std", type=float, default=simulator.GroundTruth.noise_std, help="σ of the realized-gain noise")
+    p.add_argument("--noise-std", type=_cli.number(float, ">= 0"), default=simulator.GroundTruth.noise_std, help="σ of the realized-gain noise (>= 0)")
     p.add_argument("--output", required=True, help="per-episode CSV to write")
     p.add_argument("--plots-dir", default=None, help="folder for PNGs (default: next to --output)")
     p.add_argument("--ledger-dir", default=None, help="also write premium_quotes.csv, realized_mpl.csv, trueup_summary.csv, data_value.csv here")
@@ -36,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main_impl(args, parser) -> int:
     s = settings_from_args(args, parser)
+    csvf.check_output_path(args.output, "--output")
+    if args.ledger_dir and Path(args.ledger_dir).exists() and not Path(args.ledger_dir).is_dir():
+        raise ValuationError(f"--ledger-dir {args.ledger_dir!r}: is a file, not a folder")
+    if args.plots_dir and Path(args.plots_dir).exists() and not Path(args.plots_dir).is_dir():
+        raise ValuationError(f"--plots-dir {args.plots_dir!r}: is a file, not a folder")
     truth = simulator.GroundTruth(noise_std=args.noise_std)
     with _cli.console.status("simulating…"):
         res = simulator.simulate(
@@ -44,15 +52,11 @@ def main_impl(args, parser) -> int:
         )  # fmt: skip
         paths = simulator.write_outputs(res, args.output, args.plots_dir)
     if args.ledger_dir:
-        from pathlib import Path
-
-        from valuation import ledger as lg
-
         d = Path(args.ledger_dir)
-        lg.write_quotes_csv(d / "premium_quotes.csv", res.quotes)
-        lg.write_realized_csv(d / "realized_mpl.csv", [(t.datapoint_id, t.realized_mpl) for t in res.trueups])
-        lg.write_trueups_csv(d / "trueup_summary.csv", res.trueups)
-        lg.write_data_value_csv(d / "data_value.csv", res.quotes, res.trueups)
+        csvf.write_quotes_csv(d / "premium_quotes.csv", res.quotes)
+        csvf.write_realized_csv(d / "realized_mpl.csv", [(t.datapoint_id, t.realized_mpl) for t in res.trueups])
+        csvf.write_trueups_csv(d / "trueup_summary.csv", res.trueups)
+        csvf.write_data_value_csv(d / "data_value.csv", res.quotes, res.trueups)
     sm = res.summary
     _cli.console.print(
         f"provider MPL {sm['provider_mpl_initial']:.1f} -> {sm['provider_mpl_final']:.2f} units/h "

@@ -1,4 +1,4 @@
-"""The seed's pricing simulation: customers share or withhold datapoints; who pays what, who learns.
+"""The pricing simulation: customers share or withhold datapoints; who pays what, who learns.
 
 Synthetic ground truth (explicit, so the value model's calibration can be checked):
 
@@ -14,8 +14,9 @@ Synthetic ground truth (explicit, so the value model's calibration can be checke
   MPL(G) = MPL_cap − (MPL_cap − MPL₀)·exp(−G / G_scale), the diminishing returns a fleet sees.
 * Customers: a share ``data_sharing_rate`` of customers share all their data (drawn once per
   customer). Each episode bills the customer for the units the fleet produces, units =
-  MPL·hours_per_episode, at p, with ``data_sharing_discount`` off for sharers (errata 6); a
-  withheld datapoint is quoted P_noshare = p·κ·E[ΔMPL]·H and trued up against its realized ΔMPL.
+  MPL·hours_per_episode, at p, with ``data_sharing_discount`` off for sharers; a withheld datapoint
+  is quoted P_noshare = p·κ·E[ΔMPL]·H and trued up against its realized ΔMPL (clipped at 0, as
+  :mod:`valuation.pricing` does).
 
 The value model is the rolling Bayesian ridge of :mod:`valuation.bayes_linear` run as one
 ``lax.scan`` over the stream (quote each datapoint, then observe its realized gain).
@@ -102,6 +103,8 @@ def simulate(
     if customers < 1:
         raise ValueError(f"customers: must be >= 1, got {customers}")
     say = progress or (lambda _: None)
+    dv, pr = settings.data_valuation, settings.pricing
+    price, horizon, discount = pr.base_price_per_task, pr.horizon_hours, pr.data_sharing_discount
     rng = np.random.default_rng(seed)
     cust_shares = rng.uniform(size=customers) < sharing_rate
     cust = rng.integers(0, customers, size=episodes)
@@ -113,15 +116,15 @@ def simulate(
     say(f"value model: rolling Bayesian ridge over {episodes} datapoints (one lax.scan)")
     with jax.enable_x64(True):
         hp = settings.bayes_params()
-        state = bl.rolling_init(settings.lookback_window, 2, hp)
+        state = bl.rolling_init(dv.lookback_window, 2, hp)
         x = np.stack([nov, cau], 1)
         final, pred = bl.stream(state, x, realized, hp)
         pred = jax.tree.map(np.asarray, pred)
         coef = np.asarray(final.model.coef)
     th = np.asarray(settings.thresholds)
-    qa = pricing.quote_arrays(pred.mean, pred.kappa, shared, settings.price_per_unit, settings.horizon_hours, th)
+    qa = pricing.quote_arrays(pred.mean, pred.kappa, shared, price, horizon, th)
     premium = np.asarray(qa.premium)
-    _, trueup = pricing.trueup_arrays(premium, pred.kappa, realized, settings.price_per_unit, settings.horizon_hours, np.asarray(qa.sharing_coef))
+    _, trueup = pricing.trueup_arrays(premium, pred.kappa, realized, price, horizon, np.asarray(qa.sharing_coef))
     trueup = np.asarray(trueup)
     tier = np.asarray(qa.tier)
     realized_tier = np.asarray(tiering.assign_tier(realized, th))
@@ -135,14 +138,14 @@ def simulate(
     mpl_none = curve(np.zeros(episodes, bool))
     mpl_before = np.concatenate([[truth.mpl_initial], mpl_actual[:-1]])  # the fleet that served this episode
     units = mpl_before * truth.hours_per_episode
-    bill = np.asarray(pricing.service_bill(units, settings.price_per_unit, shared, settings.data_sharing_discount))
-    bill_if_not_sharing = units * settings.price_per_unit
+    bill = np.asarray(pricing.service_bill(units, price, shared, discount))
+    bill_if_not_sharing = units * price
     ex_post = premium - trueup  # what the customer finally pays for withheld data
 
     # Per customer: what they paid, and what the same episodes would cost under the other choice.
     cost = np.bincount(cust, bill + ex_post, minlength=customers)
-    cost_share = np.bincount(cust, units * settings.price_per_unit * (1 - settings.data_sharing_discount), minlength=customers)
-    realized_premium_all = settings.price_per_unit * pred.kappa * realized * settings.horizon_hours
+    cost_share = np.bincount(cust, units * price * (1 - discount), minlength=customers)
+    realized_premium_all = price * pred.kappa * np.maximum(realized, 0.0) * horizon
     cost_withhold = np.bincount(cust, bill_if_not_sharing + realized_premium_all, minlength=customers)
 
     fitted = pred.fitted.astype(bool)
@@ -172,7 +175,7 @@ def simulate(
         "tier1_pct": float(stats.percent[1]),
         "tier2_pct": float(stats.percent[2]),
         "interval_coverage": float(covered[fitted].mean()) if fitted.any() else float("nan"),
-        "confidence_level": settings.confidence_level,
+        "confidence_level": dv.confidence_level,
         "mean_abs_error": float(np.abs(pred.raw_mean - realized)[fitted].mean()) if fitted.any() else float("nan"),
         "coef_novelty_fit": float(coef[0]),
         "coef_causal_fit": float(coef[1]),
@@ -201,15 +204,15 @@ def simulate(
         "service_bill": bill,
     }
 
-    # Ledger-ready records (ids are content hashes of the episode's features, errata 5).
+    # Ledger-ready records (ids are content hashes of the simulation seed, episode and features).
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     ids = [pricing.datapoint_id([np.int64(seed), np.int64(i), x[i]]) for i in range(episodes)]
     quotes = pricing.make_quotes(
         ids, nov, cau, pred.mean, pred.lower, pred.upper, pred.kappa, shared,
-        price=settings.price_per_unit, horizon=settings.horizon_hours, thresholds=th,
-        trueup_period_days=settings.trueup_period_days, now=t0,
+        price=price, horizon=horizon, thresholds=th,
+        trueup_period_days=pr.trueup_period_days, now=t0,
     )  # fmt: skip
-    trueups = [pricing.compute_trueup(q, r, now=t0 + dt.timedelta(days=settings.trueup_period_days)) for q, r in zip(quotes, realized)]
+    trueups = [pricing.compute_trueup(q, r, now=t0 + dt.timedelta(days=pr.trueup_period_days)) for q, r in zip(quotes, realized)]
     return SimulationResult(
         episodes=eps,
         summary=summary,

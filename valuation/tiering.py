@@ -1,7 +1,7 @@
 """Tiers from E[ΔMPL] thresholds, tier statistics, and threshold calibration on realized gains.
 
 Tier 0 (redundant): value < t₀; tier 1 (context-novel): t₀ ≤ value < t₁; tier 2 (frontier):
-value ≥ t₁ (the seed's ``assign_tier``). Any number of increasing thresholds works: T thresholds
+value ≥ t₁. Any number of increasing thresholds works: T thresholds
 give T + 1 tiers.
 """
 
@@ -47,7 +47,7 @@ class TierStats(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("n_tiers",))
 def tier_stats(tiers: Array, values: Array, n_tiers: int = 3, mask: Array | None = None) -> TierStats:
-    """Count, %, total and mean value per tier (the seed's ``compute_tier_statistics``).
+    """Count, %, total and mean value per tier.
 
     Args:
       tiers: [N] int tiers.

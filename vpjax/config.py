@@ -21,7 +21,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from vpjax import economics, wages
-from vpjax.cli import parse_assignments
+from vpjax.cli import one_line, parse_assignments
 from vpjax.schema import (ConfigError, FieldError, at_least, closed_unit, field, fmt, half_open_unit, non_negative,
                           open_unit, parse_section, positive)
 
@@ -75,8 +75,6 @@ class ConvergenceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataValuationConfig:
-    novelty_metric: Literal["embedding_distance", "state_coverage"] = field("embedding_distance")
-    causal_metric: Literal["information_gain", "prediction_error_reduction"] = field("information_gain")
     lookback_window: int = field(100, at_least(1), "datapoints in the rolling fit")
     min_samples_for_fit: int = field(10, at_least(1), "datapoints before the first fit")
     confidence_level: float = field(0.80, open_unit(), "two-sided prediction-interval level")
@@ -99,7 +97,6 @@ class PricingConfig:
     horizon_hours: float = field(1000.0, positive(), "H, robot-hours a gain applies over")
     data_sharing_discount: float = field(0.15, closed_unit(), "fraction off a sharing customer's bill")
     trueup_period_days: int = field(90, at_least(1), "reconciliation period")
-    trueup_payment_terms: str = field("net30")
 
 
 # ----------------------------------------------------------------------------- the whole config
@@ -218,8 +215,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{_display(path)}:{line} not valid YAML: {getattr(e, 'problem', e)}") from None
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{_display(path)}:{line} not valid YAML: {one_line(getattr(e, 'problem', e))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import valuation
-from valuation import compare_tiers, ledger as lg, quote, reconcile, report, simulate, simulator
+from valuation import compare_tiers, csv_formats as csvf, ledger as lg, quote, reconcile, report, simulate, simulator
 from valuation.settings import ValuationSettings
 
 EX = Path(valuation.__file__).resolve().parent / "examples"
@@ -26,16 +26,17 @@ def test_simulator_calibrated_against_ground_truth():
     assert s["cost_per_customer_if_sharing"] < s["cost_per_customer_if_withholding"]
     assert s["provider_mpl_final_none_share"] == s["provider_mpl_initial"] < s["provider_mpl_final"] <= s["provider_mpl_final_all_share"]
     assert s["tier0_pct"] + s["tier1_pct"] + s["tier2_pct"] == pytest.approx(100.0)
-    # premiums minus true-ups equal the realized premiums of withheld data
+    # premiums minus true-ups equal the realized premiums of withheld data (a realized gain below 0 priced as 0)
     w = e["sharing_status"] == "withheld"
-    np.testing.assert_allclose((e["premium_quote"] - e["trueup_amount"])[w], 0.3 * e["kappa"][w] * e["realized_mpl_gain"][w] * 1000, rtol=1e-4, atol=1e-2)
+    realized = np.maximum(e["realized_mpl_gain"][w], 0.0)
+    np.testing.assert_allclose((e["premium_quote"] - e["trueup_amount"])[w], 0.3 * e["kappa"][w] * realized * 1000, rtol=1e-4, atol=1e-2)
     assert np.all(e["premium_quote"][~w] == 0)
 
 
 def test_examples_parse():
-    assert len(lg.read_quotes_csv(EX / "premium_quotes.csv")) == 60
-    assert len(lg.read_realized_csv(EX / "realized_mpl.csv")) == 60
-    assert len(lg.read_data_value_csv(EX / "data_value.csv")["tier"]) == 300
+    assert len(csvf.read_quotes_csv(EX / "premium_quotes.csv")) == 60
+    assert len(csvf.read_realized_csv(EX / "realized_mpl.csv")) == 60
+    assert len(csvf.read_data_value_csv(EX / "data_value.csv")["tier"]) == 300
 
 
 def test_cli_quote_and_reconcile(tmp_path, capsys):
@@ -43,7 +44,7 @@ def test_cli_quote_and_reconcile(tmp_path, capsys):
     assert quote.main(["--history", str(EX / "history.csv"), "--datapoints", str(EX / "datapoints.csv"),
                        "--output", str(tmp_path / "pq.csv"), "--data-value", str(tmp_path / "dv.csv"),
                        "--ledger", str(db), "--now", "2026-02-01T00:00:00Z"]) == 0  # fmt: skip
-    qs = lg.read_quotes_csv(tmp_path / "pq.csv")
+    qs = csvf.read_quotes_csv(tmp_path / "pq.csv")
     assert len(qs) == 12 and {q.datapoint_id for q in qs} == {f"dp-{i:04d}" for i in range(360, 372)}
     assert all(q.premium_cents == 0 for q in qs if q.sharing_status == "shared")
     assert any(q.premium_cents > 0 for q in qs if q.sharing_status == "withheld")
@@ -83,7 +84,7 @@ def test_cli_simulate_report_compare(tmp_path):
                  "pricing_simulation_tier_mix.png", "pricing_simulation_premium_vs_trueup.png", "pricing_simulation_customer_cost.png"]:  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0, name
     dv = tmp_path / "logs" / "data_value.csv"
-    assert tuple(dv.read_text().splitlines()[0].split(",")) == lg.DATA_VALUE_COLUMNS
+    assert tuple(dv.read_text().splitlines()[0].split(",")) == csvf.DATA_VALUE_COLUMNS
     assert report.main(["--log", str(EX / "data_value.csv"), "--output", str(tmp_path / "data_valuation.pdf")]) == 0
     pdf = (tmp_path / "data_valuation.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type/Page") >= 1

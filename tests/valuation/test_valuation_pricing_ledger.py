@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from valuation import csv_formats as csvf
 from valuation import ledger as lg
 from valuation import pricing
 from valuation.settings import load
@@ -37,8 +38,8 @@ def test_seed_premium_example_1440():
     assert q.trueup_due_date - q.timestamp == dt.timedelta(days=90)
     # the same numbers from the shipped config
     s = load("dishwashing")
-    assert (s.price_per_unit, s.horizon_hours) == (0.30, 1000.0)
-    # sharing: no premium (errata 6), the customer gets the discount on the service bill instead
+    assert (s.pricing.base_price_per_task, s.pricing.horizon_hours) == (0.30, 1000.0)
+    # sharing: no premium, the customer gets the discount on the service bill instead
     qs = pricing.quote_arrays(6.0, 0.8, True, 0.30, 1000.0, np.array([0.5, 3.0]))
     assert float(qs.premium) == 0.0
     bill = pricing.service_bill(np.array([1000.0, 1000.0]), 0.30, np.array([True, False]), 0.15)
@@ -150,20 +151,20 @@ def test_ledger_double_reconcile_and_unknown_id(tmp_path):
 
 def test_csv_round_trip_and_exports(tmp_path):
     qs = _quotes(5, shared=[False, True, False, True, False])
-    lg.write_quotes_csv(tmp_path / "premium_quotes.csv", qs)
-    assert lg.read_quotes_csv(tmp_path / "premium_quotes.csv") == qs
-    lg.write_realized_csv(tmp_path / "realized_mpl.csv", [("dp0", 1.5), ("dp1", 0.25)])
+    csvf.write_quotes_csv(tmp_path / "premium_quotes.csv", qs)
+    assert csvf.read_quotes_csv(tmp_path / "premium_quotes.csv") == qs
+    csvf.write_realized_csv(tmp_path / "realized_mpl.csv", [("dp0", 1.5), ("dp1", 0.25)])
     with lg.Ledger() as led:
-        assert led.import_quotes_csv(tmp_path / "premium_quotes.csv") == 5
-        ts = led.import_realized_csv(tmp_path / "realized_mpl.csv", now=T0)
+        assert led.add_quotes(csvf.read_quotes_csv(tmp_path / "premium_quotes.csv")) == 5
+        ts = led.reconcile_many(csvf.read_realized_csv(tmp_path / "realized_mpl.csv"), now=T0)
         assert ts[1].trueup_cents == 0  # shared: no premium, nothing to true up
-        led.export_trueups_csv(tmp_path / "trueup_summary.csv")
-        led.export_data_value_csv(tmp_path / "data_value.csv")
+        csvf.write_trueups_csv(tmp_path / "trueup_summary.csv", led.trueups())
+        csvf.write_data_value_csv(tmp_path / "data_value.csv", led.quotes(), led.trueups())
     header = (tmp_path / "data_value.csv").read_text().splitlines()[0].split(",")
-    assert tuple(header) == lg.DATA_VALUE_COLUMNS
-    dv = lg.read_data_value_csv(tmp_path / "data_value.csv")
+    assert tuple(header) == csvf.DATA_VALUE_COLUMNS
+    dv = csvf.read_data_value_csv(tmp_path / "data_value.csv")
     assert dv["realized_mpl_gain"][0] == 1.5 and np.isnan(dv["realized_mpl_gain"][2])
-    assert tuple((tmp_path / "trueup_summary.csv").read_text().splitlines()[0].split(",")) == lg.TRUEUP_COLUMNS
+    assert tuple((tmp_path / "trueup_summary.csv").read_text().splitlines()[0].split(",")) == csvf.TRUEUP_COLUMNS
 
 
 @pytest.mark.parametrize(
@@ -174,7 +175,7 @@ def test_csv_round_trip_and_exports(tmp_path):
 )  # fmt: skip
 def test_malformed_csv_row_rejected_with_line_and_nothing_written(tmp_path, col, value, msg):
     path = tmp_path / "premium_quotes.csv"
-    lg.write_quotes_csv(path, _quotes(4))
+    csvf.write_quotes_csv(path, _quotes(4))
     lines = path.read_text().splitlines()
     header = lines[0].split(",")
     row = lines[3].split(",")  # the third data row is line 4 of the file
@@ -182,8 +183,8 @@ def test_malformed_csv_row_rejected_with_line_and_nothing_written(tmp_path, col,
     lines[3] = ",".join(row)
     path.write_text("\n".join(lines) + "\n")
     with lg.Ledger(tmp_path / "l.sqlite") as led:
-        with pytest.raises(lg.CSVFormatError) as err:
-            led.import_quotes_csv(path)
+        with pytest.raises(csvf.CSVFormatError) as err:
+            led.add_quotes(csvf.read_quotes_csv(path))
         assert f"premium_quotes.csv:4: " in str(err.value) and msg in str(err.value)
         assert led.quotes() == []  # nothing written
 
@@ -193,9 +194,9 @@ def test_malformed_realized_csv_nothing_written(tmp_path):
         led.add_quotes(_quotes(3))
         p = tmp_path / "realized_mpl.csv"
         p.write_text("datapoint_id,realized_mpl\ndp0,1.0\ndp1,1.0,extra\n")
-        with pytest.raises(lg.CSVFormatError, match=r"realized_mpl.csv:3: 3 fields"):
-            led.import_realized_csv(p)
+        with pytest.raises(csvf.CSVFormatError, match=r"realized_mpl.csv:3: 3 fields"):
+            led.reconcile_many(csvf.read_realized_csv(p))
         p.write_text("datapoint_id,realized\ndp0,1.0\n")
-        with pytest.raises(lg.CSVFormatError, match=r"realized_mpl.csv:1: header lacks columns \['realized_mpl'\]"):
-            led.import_realized_csv(p)
+        with pytest.raises(csvf.CSVFormatError, match=r"realized_mpl.csv:1: header lacks columns \['realized_mpl'\]"):
+            led.reconcile_many(csvf.read_realized_csv(p))
         assert led.trueups() == []

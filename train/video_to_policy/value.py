@@ -15,7 +15,8 @@ Per demonstration (its id is the record's content hash):
 * **tier, premium quote**: ``valuation.pricing.make_quotes`` with the task's valuation settings;
 * **realized gain, true-up**: filled from a realized-gains CSV when given (``valuation.pricing.compute_trueup``).
 
-The CSV is written by ``valuation.ledger.write_data_value_csv`` with the seed's columns.
+The CSV is written by ``valuation.csv_formats.write_data_value_csv``; E[ΔMPL] through the premium
+come from ``valuation.quote.quote_batch``, the quote CLI's own path.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def causal_gains(x: np.ndarray, y: np.ndarray, owner: np.ndarray, n_records: int
 
 def read_realized(path: str) -> dict[str, float]:
     """{datapoint_id: realized ΔMPL} from a CSV with columns datapoint_id, realized_mpl (valuation's format)."""
-    from valuation import ledger as lg
+    from valuation import csv_formats
 
-    return dict(lg.read_realized_csv(path))
+    return dict(csv_formats.read_realized_csv(path))
 
 
 #: valuation config (configs/<name>.yaml) of the reduced tasks: their parent task's
@@ -127,10 +128,8 @@ def export(records: Sequence[Record], net: IDMNet, variables, labels: dict, out_
     Returns:
       dict with ids, novelty, causal_gain, expected, lower, upper, kappa, tier, premium (arrays).
     """
-    from valuation import bayes_linear as bl
-    from valuation import ledger as lg
-    from valuation import pricing
-    from valuation.quote import read_history
+    from valuation import csv_formats, pricing
+    from valuation.quote import quote_batch
     from valuation.settings import load as load_settings
 
     settings = settings or load_settings(CONFIG_OF.get(records[0].task, records[0].task))
@@ -142,25 +141,18 @@ def export(records: Sequence[Record], net: IDMNet, variables, labels: dict, out_
     if not os.path.exists(history):
         raise FileNotFoundError(f"history {history!r}: not found; pass --history with columns novelty_score, "
                                 f"causal_gain, realized_mpl_gain")
-    hx, hy = read_history(history)
-    feats = np.stack([novelty, gain], -1)
-    with jax.enable_x64(True):
-        hp = settings.bayes_params()
-        n = min(len(hy), settings.lookback_window)
-        model = bl.fit(hx[-n:], hy[-n:], np.ones(n, bool), hp)
-        pred = jax.tree.map(np.asarray, bl.predict_value(model, feats, hp))
-    if not bool(np.all(pred.fitted)):
-        log(f"value model: history has {len(hy)} rows < min_samples_for_fit {settings.min_samples_for_fit}; "
-            "E[ΔMPL] = 0, κ = floor")
-    quotes = pricing.make_quotes(ids, novelty, gain, pred.mean, pred.lower, pred.upper, pred.kappa,
-                                 [shared] * len(ids), price=settings.price_per_unit, horizon=settings.horizon_hours,
-                                 thresholds=settings.thresholds, trueup_period_days=settings.trueup_period_days)
+    hx, hy = csv_formats.read_history(history)
+    batch = quote_batch(hx, hy, ids, np.stack([novelty, gain], -1), [shared] * len(ids), settings)
+    quotes, pred = batch.quotes, batch.prediction
+    if not batch.fitted:
+        log(f"value model: history has {len(hy)} rows < min_samples_for_fit "
+            f"{settings.data_valuation.min_samples_for_fit}; E[ΔMPL] = 0, κ = floor")
     trueups = []
     if realized_csv:
         realized = read_realized(realized_csv)
         trueups = [pricing.compute_trueup(q, realized[q.datapoint_id]) for q in quotes if q.datapoint_id in realized]
     os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
-    lg.write_data_value_csv(out_csv, quotes, trueups)
+    csv_formats.write_data_value_csv(out_csv, quotes, trueups)
     if embeddings_out:
         np.savez(embeddings_out, ids=np.asarray(ids), embeddings=emb, novelty=novelty, causal_gain=gain)
     return {"ids": ids, "novelty": novelty, "causal_gain": gain, "expected": pred.mean, "lower": pred.lower,

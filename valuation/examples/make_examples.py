@@ -5,14 +5,14 @@
 history.csv        300 past datapoints with realized gains (input of valuation.quote)
 datapoints.csv     12 new datapoints to quote (valuation.quote)
 premium_quotes.csv 60 quotes, realized_mpl.csv their realized gains (valuation.reconcile)
-data_value.csv     the seed's 12 columns for the 300 reconciled datapoints (report, compare_tiers)
+data_value.csv     the 12 columns for the 300 reconciled datapoints (report, compare_tiers)
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from valuation import ledger as lg, simulator
+from valuation import csv_formats as csvf, simulator
 from valuation.settings import ValuationSettings
 
 HERE = Path(__file__).resolve().parent
@@ -31,9 +31,9 @@ def main():
         for i in range(360, 372):
             fh.write(f"dp-{i:04d},{float(e['novelty_score'][i])!r},{float(e['causal_gain'][i])!r},{e['sharing_status'][i]}\n")
     q = res.quotes[300:360]
-    lg.write_quotes_csv(HERE / "premium_quotes.csv", q)
-    lg.write_realized_csv(HERE / "realized_mpl.csv", [(t.datapoint_id, t.realized_mpl) for t in res.trueups[300:360]])
-    lg.write_data_value_csv(HERE / "data_value.csv", res.quotes[:300], res.trueups[:300])
+    csvf.write_quotes_csv(HERE / "premium_quotes.csv", q)
+    csvf.write_realized_csv(HERE / "realized_mpl.csv", [(t.datapoint_id, t.realized_mpl) for t in res.trueups[300:360]])
+    csvf.write_data_value_csv(HERE / "data_value.csv", res.quotes[:300], res.trueups[:300])
     print("wrote", sorted(p.name for p in HERE.glob("*.csv")), np.bincount(e["tier"], minlength=3))
 
 
