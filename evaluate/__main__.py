@@ -1,5 +1,6 @@
 import sys
 
 from train.evaluate import main
+from vpjax.cli import run_main
 
-sys.exit(main())
+sys.exit(run_main(main, prog="python -m evaluate"))

@@ -25,9 +25,10 @@ from .setup import config_name_for, jax_cast_like, load_factory, make_env, resol
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vpjax.cli import ArgumentParser
     from vpjax.config import add_config_args
 
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    p = ArgumentParser(prog="python -m train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="dishwashing",
                    help="task name (envs.make) or MODULE:FACTORY / path/to/file.py:FACTORY (default dishwashing)")
@@ -103,6 +104,7 @@ def print_summary(result, out: Path | None) -> None:
 def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
     """``--algorithm dagger|bc``: the student (PPO's policy network) learns from the task's scripted expert."""
     from envs.experts import make_expert
+    from vpjax.schema import parse_section
 
     from .imitation import ImitationConfig
     from .imitation_run import print_comparison, run_imitation
@@ -112,7 +114,9 @@ def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
         changes["rounds"] = args.rounds
     if args.num_envs is not None:
         changes["num_envs"] = args.num_envs
-    icfg = ImitationConfig.from_mapping(run_config.pop("imitation", None)).replace(**changes)
+    source = " + ".join((run_config.get("config") or {}).get("sources", [])) or "config"
+    parsed = parse_section(ImitationConfig, run_config.pop("imitation", None), source, "imitation")
+    icfg = _user_error(lambda: parsed.replace(**changes))
     result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=out, resume=args.resume,
                            minutes=args.minutes, progress=not args.no_progress, run_config=run_config)
     unit = (run_config.get("config") or {}).get("unit_name", "units")
@@ -121,8 +125,49 @@ def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
     return 0
 
 
+def _user_error(fn):
+    """``fn()``, with the ValueError a flag's validator raises (naming the flag) turned into a UserError."""
+    from vpjax.cli import UserError
+
+    try:
+        return fn()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def check_args(args) -> None:
+    """Refuses bad flags before any config is read or env is built (cheap: nothing compiles).
+
+    Raises:
+      vpjax.cli.UserError: a bad ``--reward``, ``--sweep``, ``--init`` or count, naming the flag.
+    """
+    from vpjax.cli import UserError
+
+    from .members import parse_sweep
+    from .rewards import resolve_reward
+
+    if ":" not in args.env:
+        import envs
+
+        if args.env not in envs.registered():
+            raise UserError(f"--env {args.env}: not a registered task ({', '.join(envs.registered())}) "
+                            "nor MODULE:FACTORY")
+    _user_error(lambda: parse_sweep(args.sweep))
+    _user_error(lambda: resolve_reward(args.reward))
+    if args.init is not None and not Path(args.init).exists():
+        raise UserError(f"--init {args.init}: no such run folder or policy file")
+    for flag in ("num_seeds", "devices", "rounds", "num_envs", "eval_every", "unroll_length", "num_minibatches"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {v}: must be >= 1")
+    if args.minutes is not None and not args.minutes > 0:
+        raise UserError(f"--minutes {args.minutes}: must be > 0")
+
+
 def main(argv=None) -> int:
+    """``python -m train``; a user's mistake raises :class:`vpjax.cli.UserError` (``__main__`` prints it)."""
     args = build_parser().parse_args(argv)
+    check_args(args)
     if args.coordinator or (args.num_processes or 1) > 1:
         import jax
 
@@ -132,12 +177,20 @@ def main(argv=None) -> int:
 
     if args.gpu and jax.default_backend() != "gpu":
         raise SystemExit(f"--gpu: no GPU visible to JAX (backend {jax.default_backend()!r}); install vpjax[cuda]")
-    from .members import parse_sweep
+    from vpjax.cli import UserError
+
+    from .members import build_members, parse_sweep
     from .runner import RunConfig, run_training
 
-    ppo, env, env_params, run_config = resolve(args)
+    try:
+        ppo, env, env_params, run_config = resolve(args)
+    except ValueError as e:
+        if not str(e).startswith("envs.make("):  # envs.make names an unknown --env-arg / env: key this way
+            raise
+        raise UserError(f"--env-arg / env section: {e}") from None
     seed = ppo.seed
     seeds = [seed + i for i in range(max(1, args.num_seeds))]
+    _user_error(lambda: build_members(env_params, seeds[:1], parse_sweep(args.sweep)))  # sweep names the env lacks
     out = Path(args.out) if args.out else Path("runs") / f"{args.env.split(':')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_config.get("size"):
         print(run_config["size"])

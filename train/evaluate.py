@@ -20,8 +20,10 @@ import numpy as np
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from vpjax.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m evaluate", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", required=True, help="run folder written by python -m train (or its policy.msgpack)")
     p.add_argument("--env", default=None, help="task (default: the run's env)")
     p.add_argument("--member", type=int, default=0, help="which member of a --num-seeds/--sweep run")

@@ -72,7 +72,7 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     if args.no_alpha_anneal:
         overrides["reward.alpha_schedule"] = "constant"
     config = load_config(config_name_for(args.env, args.config), overrides)
-    ppo = PPOConfig.from_mapping(config.sections.get("ppo"), config.section_sources.get("ppo", "config"))
+    ppo = config.section(PPOConfig, "ppo")
     changes: dict[str, Any] = {}
     size_note = None
     if args.size == "auto":
