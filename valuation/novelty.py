@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from valuation.knn import knn_sq_dists, knn_sq_dists_certified
+from valuation.knn import knn_sq_dists, knn_sq_dists_certified  # noqa: F401  (public: re-exported)
 
 Array = jax.Array
 EncoderApply = Callable[[Any, Array], Array]  # (params, x [B, d_in]) -> [B, d_emb]
