@@ -4,7 +4,7 @@ envs/bricklaying.py call :func:`main` with their name)."""
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -15,8 +15,16 @@ CHUNK = 50  # control steps per jitted scan call (one compile, then a progress b
 
 
 def main(name: str, argv: Sequence[str] | None = None, cameras: str = "overview, front") -> int:
-    """Command-line entry of env ``name``; returns the exit status."""
-    parser = argparse.ArgumentParser(
+    """Command-line entry of env ``name``; returns the exit status (2, with one stderr line, for a user's mistake)."""
+    from vpjax.cli import run_main
+
+    return run_main(lambda a: _main(name, a, cameras), argv, prog=f"python -m envs.{name}")
+
+
+def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
+    from vpjax.cli import ArgumentParser, UserError
+
+    parser = ArgumentParser(
         prog=f"python -m envs.{name}",
         description=f"Roll out the {name} env (scripted expert or random actions) and optionally render a video.",
     )
@@ -36,6 +44,8 @@ def main(name: str, argv: Sequence[str] | None = None, cameras: str = "overview,
         parser.error(f"--seconds: must be > 0, got {args.seconds}")
     if args.fps < 1:
         parser.error(f"--fps: must be >= 1, got {args.fps}")
+    if args.render and not Path(args.render).resolve().parent.is_dir():
+        parser.error(f"--render {args.render}: folder {Path(args.render).parent} does not exist")
 
     from rich.progress import Progress
 
@@ -43,6 +53,8 @@ def main(name: str, argv: Sequence[str] | None = None, cameras: str = "overview,
     from envs.experts import make_expert
 
     env = envs.make(name)
+    if args.render and mujoco.mj_name2id(env.mj_model, mujoco.mjtObj.mjOBJ_CAMERA, args.camera) < 0:
+        raise UserError(f"--camera {args.camera!r}: no such camera (known: {cameras})")
     n = env.episode_length if args.seconds is None else int(round(args.seconds / env.dt))
     policy = make_expert(env) if args.expert else None
     key = jax.random.PRNGKey(args.seed)
