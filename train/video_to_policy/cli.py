@@ -40,26 +40,17 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import argparse
-import json
 import sys
-import time
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from vpjax.cli import ArgumentParser, UserError, run_main
 
 from . import bc as bc_mod
 from . import common
 from . import diffusion as dif
-from . import evaluate as ev
 from . import idm as idm_mod
-from . import records as R
+from . import pipeline as P
 from . import sim
-
-DEFAULTS = {"point": {"size": 32, "steps": 40}, "dishwashing": {"size": 64, "steps": 100},
-            "dishwashing_reduced": {"size": sim.REDUCED_DISHWASHING["size"],
-                                    "steps": sim.REDUCED_DISHWASHING["episode_length"]}}
 
 
 def _console():
@@ -75,302 +66,12 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 64,64")
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-class Context:
-    """A dataset folder and its task (built once per process and shared by the steps of ``chain``)."""
-
-    def __init__(self, data: str):
-        self.data = data
-        self.index = R.read_index(data)
-        self.task_name = self.index["task"]
-        self.episode_length = int(self.index.get("episode_length", DEFAULTS[self.task_name]["steps"]))
-        self.size = int(self.index.get("size", DEFAULTS[self.task_name]["size"]))
-        self._task = None
-        self._recs = {}
-
-    @property
-    def task(self) -> sim.Task:
-        if self._task is None:
-            self._task = sim.get_task(self.task_name, episode_length=self.episode_length)
-        return self._task
-
-    def records(self, kind: str) -> list[R.Record]:
-        if kind not in self._recs:
-            self._recs[kind] = R.load_dataset(self.data, kind=kind, task=self.task_name)
-        return self._recs[kind]
-
-    def path(self, given: str | None, name: str) -> str:
-        return given or os.path.join(self.data, name)
-
-
-def _labels(ctx: Context, kind: str, idm_path: str | None) -> dict | None:
-    if kind == "true":
-        return None
-    path = ctx.path(idm_path, "idm")
-    common.load_checkpoint(path, "idm", ctx.task_name)  # clear error for a missing / wrong-task checkpoint
-    lab = os.path.join(path, "labels.npz")
-    if not os.path.exists(lab):
-        raise common.CheckpointError(f"{lab}: IDM labels missing; rerun `idm --data {ctx.data}`")
-    with np.load(lab) as z:
-        labels = {k: z[k] for k in z.files}
-    missing = [r.id for r in ctx.records("demo") if r.id not in labels]
-    if missing:
-        raise common.CheckpointError(f"{lab}: no IDM labels for demos {missing[:3]}; rerun `idm --data {ctx.data}`")
-    return labels
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-def cmd_collect(a, log) -> dict:
-    d = DEFAULTS.get(a.task, {"size": 64, "steps": 100})
-    size, steps = a.size or d["size"], a.steps or d["steps"]
-    task = sim.get_task(a.task, episode_length=steps)
-    out = []
-    for kind, n, base, noise, rf in (("demo", a.demos, a.seed, 0.0, 0.0),
-                                     ("play", a.play, a.seed + 100_000, a.noise, a.random_frac)):
-        if n <= 0:
-            continue
-        with common.Progress(f"collect {kind}", n, a.quiet) as bar:
-            recs = sim.collect(task, range(base, base + n), kind=kind, size=size, steps=steps, noise=noise,
-                               random_frac=rf, progress=lambda i: bar.update(i))
-        for r in recs:
-            R.save(r, a.out)
-        out.extend(recs)
-    R.write_index(a.out, task.name, out, extra={"episode_length": steps, "size": size})
-    demo = [r for r in out if r.kind == "demo"]
-    mp = np.mean([r.summary["mp"] for r in demo]) if demo else float("nan")
-    log(f"collected {len(demo)} demos + {len(out) - len(demo)} play episodes of {steps} steps at {size}x{size} "
-        f"({a.task}) -> {a.out}; expert MPᵣ in the demos {mp:.1f}/h")
-    return {"records": len(out)}
-
-
-def cmd_idm(a, log, ctx: Context | None = None) -> dict:
-    ctx = ctx or Context(a.data)
-    play, demos = ctx.records("play"), ctx.records("demo")
-    cfg = idm_mod.IDMConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, use_proprio=not a.no_proprio,
-                            channels=a.channels, hidden=a.hidden)
-    variables, losses = idm_mod.train(play, cfg, jax.random.PRNGKey(a.seed), quiet=a.quiet)
-    net = cfg.net(ctx.task.action_size)
-    acc = idm_mod.accuracy(net, variables, demos)
-    labels = idm_mod.predict(net, variables, demos)
-    path = ctx.path(a.out, "idm")
-    metrics = {**acc, "loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean())}
-    common.save_checkpoint(path, "idm", ctx.task_name, variables, {**vars_json(cfg), "action_size": ctx.task.action_size},
-                           metrics)
-    np.savez(os.path.join(path, "labels.npz"), **labels)
-    log(f"IDM on {len(play)} play episodes, held-out on {len(demos)} demos ({acc['windows']} steps): "
-        f"action MSE {acc['mse']:.4f} vs mean-action baseline {acc['baseline_mse']:.4f}, R² {acc['r2']:.3f} -> {path}")
-    return metrics
-
-
-def vars_json(cfg) -> dict:
-    import dataclasses
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-
-
-def cmd_bc(a, log, ctx: Context | None = None) -> dict:
-    ctx = ctx or Context(a.data)
-    labels = _labels(ctx, a.labels, a.idm)
-    demos = ctx.records("demo")
-    cfg = bc_mod.BCConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, use_vision=not a.no_vision,
-                          use_proprio=not a.no_proprio, channels=a.channels, hidden=a.hidden)
-    variables, losses = bc_mod.train(demos, cfg, jax.random.PRNGKey(a.seed), labels=labels, quiet=a.quiet)
-    mse = bc_mod.heldout_mse(cfg.net(ctx.task.action_size), variables, demos, cfg)
-    path = ctx.path(a.out, f"bc_{a.labels}")
-    metrics = {"loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean()),
-               "mse_vs_true_actions": mse}
-    common.save_checkpoint(path, "bc", ctx.task_name, variables,
-                           {**vars_json(cfg), "labels": a.labels, "action_size": ctx.task.action_size}, metrics)
-    log(f"BC ({a.labels} labels) on {len(demos)} demos: loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}, "
-        f"MSE vs true actions {mse:.4f} -> {path}")
-    return metrics
-
-
-def cmd_diffusion(a, log, ctx: Context | None = None) -> dict:
-    ctx = ctx or Context(a.data)
-    labels = _labels(ctx, a.labels, a.idm)
-    demos = ctx.records("demo")
-    cfg = dif.DiffusionConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, obs_horizon=a.obs_horizon,
-                              pred_horizon=a.pred_horizon, action_horizon=a.action_horizon, ddim_steps=a.ddim_steps,
-                              schedule=a.schedule, enc_channels=a.channels, channels=a.width)
-    variables, losses = dif.train(demos, cfg, jax.random.PRNGKey(a.seed), labels=labels, quiet=a.quiet)
-    path = ctx.path(a.out, "diffusion")
-    metrics = {"loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean())}
-    common.save_checkpoint(path, "diffusion", ctx.task_name, variables,
-                           {**vars_json(cfg), "labels": a.labels, "action_size": ctx.task.action_size}, metrics)
-    log(f"diffusion policy ({a.labels} labels) on {len(demos)} demos: ε-loss {metrics['loss_first']:.4f} -> "
-        f"{metrics['loss_last']:.4f} -> {path}")
-    return metrics
-
-
-def _bc_spec(ctx: Context, path: str, name: str) -> ev.PolicySpec:
-    variables, meta = common.load_checkpoint(path, "bc", ctx.task_name)
-    c = meta["config"]
-    cfg = bc_mod.BCConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                             if k in bc_mod.BCConfig.__dataclass_fields__})
-    act = bc_mod.make_act(cfg.net(c["action_size"]), variables)
-    return ev.PolicySpec(name, lambda s, f, p, k: act(jnp.asarray(f), jnp.asarray(p))[:, None], cfg.obs_horizon,
-                         cfg.use_vision)
-
-
-def _diffusion_spec(ctx: Context, path: str, name: str) -> ev.PolicySpec:
-    variables, meta = common.load_checkpoint(path, "diffusion", ctx.task_name)
-    c = meta["config"]
-    cfg = dif.DiffusionConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                                 if k in dif.DiffusionConfig.__dataclass_fields__})
-    act = dif.make_act(cfg.net(c["action_size"]), variables, cfg, c["action_size"])
-    return ev.PolicySpec(name, lambda s, f, p, k: act(f, p, k), cfg.obs_horizon, cfg.use_vision)
-
-
-def _ppo_cfg(c: dict):
-    from train.config import PPOConfig
-
-    return PPOConfig(**c)
-
-
-def _ppo_spec(ctx: Context, path: str, name: str) -> ev.PolicySpec:
-    from . import finetune as ft
-
-    variables, meta = common.load_checkpoint(path, "ppo", ctx.task_name)
-    cfg = _ppo_cfg(meta["config"]["ppo"])
-    return ft.obs_policy_spec(name, ctx.task, cfg, variables["policy"], ft.norm_from_dict(variables["norm"]))
-
-
-def cmd_finetune(a, log, ctx: Context | None = None) -> dict:
-    from train.config import PPOConfig
-
-    from . import finetune as ft
-
-    ctx = ctx or Context(a.data)
-    teacher = _bc_spec(ctx, ctx.path(a.bc, "bc_idm"), "cloned policy")
-    n_envs = a.num_envs
-    cfg = PPOConfig(num_envs=n_envs, unroll_length=a.unroll, num_minibatches=a.minibatches, update_epochs=a.epochs,
-                    policy_hidden=a.policy_hidden, value_hidden=a.value_hidden, learning_rate=a.lr,
-                    total_timesteps=n_envs * a.unroll * a.iterations, eval_every=a.eval_every,
-                    num_eval_envs=a.eval_envs, entropy_cost=a.entropy_cost, seed=a.seed)
-    k_d, k_p = jax.random.split(jax.random.PRNGKey(a.seed))
-    t0 = time.time()
-    pol, norm, mse = ft.distill(ctx.task, teacher, cfg, k_d, episodes=a.distill_episodes, size=ctx.size,
-                                steps=a.distill_steps, init_std=a.init_std)
-    log(f"distilled the cloned video policy into PPO's policy network: action MSE {mse:.4f} ({time.time() - t0:.0f}s)")
-    n_chunks = max(1, a.iterations // a.eval_every)
-    with common.Progress("PPO fine-tune", n_chunks, a.quiet) as bar:
-        state, evals = ft.finetune(ctx.task, cfg, pol, norm, k_p, chunks=n_chunks, critic_warmup=a.critic_warmup,
-                                   freeze_norm=not a.no_freeze_norm, progress=lambda i, e: bar.update(i, info=f"MPᵣ {e['mp']:.1f} prod {e['productivity_parity']:.2f}"))
-    path = ctx.path(a.out, "ppo")
-    variables = {"policy": state.params["policy"], "norm": ft.norm_to_dict(state.norm),
-                 "distilled": pol, "distilled_norm": ft.norm_to_dict(norm)}
-    metrics = {"distill_mse": mse, "evals": evals}
-    common.save_checkpoint(path, "ppo", ctx.task_name, variables, {"ppo": cfg.to_dict()}, metrics)
-    log(f"PPO fine-tune: {cfg.num_envs} robots x {n_chunks * a.eval_every} iterations; eval MPᵣ "
-        f"{evals[0]['mp']:.1f} -> {evals[-1]['mp']:.1f}/h -> {path}")
-    return metrics
-
-
-def cmd_evaluate(a, log, ctx: Context | None = None) -> dict:
-    from . import finetune as ft
-
-    ctx = ctx or Context(a.data)
-    task = ctx.task
-    specs = [ev.expert_spec(task)]
-    if a.random:
-        specs.append(ev.random_spec(task))
-    wanted = [("bc_true", a.bc_true, "BC (true actions)", _bc_spec), ("bc_idm", a.bc_idm, "BC (IDM labels)", _bc_spec),
-              ("diffusion", a.diffusion, "diffusion policy (IDM labels)", _diffusion_spec),
-              ("ppo", a.ppo, "PPO fine-tuned", _ppo_spec)]
-    for name, given, label, make in wanted:
-        path = ctx.path(given, name)
-        if given is None and not os.path.exists(os.path.join(path, "meta.json")):
-            log(f"(skipping {label}: no checkpoint at {path})")
-            continue
-        specs.append(make(ctx, path, label))
-        if name == "ppo" and a.distilled:
-            v, meta = common.load_checkpoint(path, "ppo", ctx.task_name)
-            specs.insert(-1, ft.obs_policy_spec("distilled (PPO init)", task, _ppo_cfg(meta["config"]["ppo"]),
-                                                v["distilled"], ft.norm_from_dict(v["distilled_norm"])))
-    rows = []
-    with common.Progress("evaluate", len(specs), a.quiet) as bar:
-        for i, spec in enumerate(specs):
-            t0 = time.time()
-            m = ev.rollout(task, spec, a.episodes, a.seed, ctx.size, ctx.episode_length)
-            rows.append({**ev.summarize(spec.name, m, task.env.default_params.econ), "seconds": time.time() - t0})
-            bar.update(i, info=spec.name)
-    table = ev.markdown_table(rows)
-    md = a.out_md or os.path.join(ctx.data, "evaluation.md")
-    png = a.out_png or os.path.join(ctx.data, "evaluation.png")
-    with open(md, "w") as fh:
-        fh.write(f"Task {ctx.task_name}, {a.episodes} evaluation episodes of {ctx.episode_length} steps "
-                 f"(seed {a.seed}), frames {ctx.size}x{ctx.size}.\n\n{table}")
-    ev.plot(rows, png, f"{ctx.task_name}: {a.episodes} episodes x {ctx.episode_length} steps")
-    with open(os.path.join(ctx.data, "evaluation.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
-    log(table)
-    log(f"-> {md}, {png}")
-    return {"rows": rows, "table": table}
-
-
-def cmd_value(a, log, ctx: Context | None = None) -> dict:
-    from . import value as val
-
-    ctx = ctx or Context(a.data)
-    path = ctx.path(a.idm, "idm")
-    variables, meta = common.load_checkpoint(path, "idm", ctx.task_name)
-    c = meta["config"]
-    cfg = idm_mod.IDMConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                               if k in idm_mod.IDMConfig.__dataclass_fields__})
-    net = cfg.net(c["action_size"])
-    demos = ctx.records("demo")
-    labels = _labels(ctx, "idm", path)
-    out = a.out or os.path.join(ctx.data, "data_value.csv")
-    res = val.export(demos, net, variables, labels, out, jax.random.PRNGKey(a.seed), history=a.history,
-                     shared=(a.sharing == "shared"), realized_csv=a.realized,
-                     embeddings_out=os.path.join(ctx.data, "embeddings.npz"), log=log)
-    tiers = np.bincount(res["tier"], minlength=3).tolist()
-    log(f"valued {len(demos)} demonstrations (history {os.path.relpath(res['history'])}): novelty "
-        f"{np.mean(res['novelty']):.3f}, causal gain {np.mean(res['causal_gain']):.4f}, E[ΔMPL] "
-        f"{np.mean(res['expected']):.2f}, tiers 0/1/2 = {tiers}, premiums ${np.sum(res['premium']):.2f} -> {out}")
-    return res
-
-
-def cmd_chain(a, log) -> dict:
-    """collect -> idm -> bc (true, idm) -> diffusion -> finetune -> evaluate -> value, in one process."""
-    t0 = time.time()
-    parser = build_parser()
-    common_args = ["--quiet"] if a.quiet else []
-
-    def sub(*argv):
-        return parser.parse_args(list(argv) + common_args)
-
-    if not (a.reuse and os.path.exists(os.path.join(a.out, "index.json"))):
-        cmd_collect(sub("collect", "--task", a.task, "--out", a.out, "--demos", str(a.demos), "--play", str(a.play),
-                        *(["--size", str(a.size)] if a.size else []), *(["--steps", str(a.steps)] if a.steps else []),
-                        "--noise", str(a.noise), "--random-frac", str(a.random_frac), "--seed", str(a.seed)), log)
-    ctx = Context(a.out)
-    s = str
-    cmd_idm(sub("idm", "--data", a.out, "--steps", s(a.idm_steps)), log, ctx)
-    cmd_bc(sub("bc", "--data", a.out, "--labels", "true", "--steps", s(a.bc_steps)), log, ctx)
-    cmd_bc(sub("bc", "--data", a.out, "--labels", "idm", "--steps", s(a.bc_steps)), log, ctx)
-    if a.diffusion_steps > 0:
-        cmd_diffusion(sub("diffusion", "--data", a.out, "--labels", "idm", "--steps", s(a.diffusion_steps)), log, ctx)
-    if a.ppo_iterations > 0:
-        cmd_finetune(sub("finetune", "--data", a.out, "--iterations", s(a.ppo_iterations)), log, ctx)
-    res = cmd_evaluate(sub("evaluate", "--data", a.out, "--episodes", s(a.episodes), "--random",
-                           *(["--distilled"] if a.ppo_iterations > 0 else [])), log, ctx)
-    cmd_value(sub("value", "--data", a.out), log, ctx)
-    log(f"chain done in {time.time() - t0:.0f}s")
-    return res
-
-
 # ----------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.video_to_policy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m train.video_to_policy", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sp = p.add_subparsers(dest="command", required=True)
 
     def base(name, help_, data=True):
@@ -381,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--quiet", action="store_true", help="no progress bars")
         return q
 
+    _add_collect(base)
+    _add_learners(base)
+    _add_finetune(base)
+    _add_evaluate_value(base)
+    _add_chain(base)
+    return p
+
+
+def _add_collect(base) -> None:
     c = base("collect", "run the scripted expert (demos) and the perturbed expert (play) and render them", data=False)
     c.add_argument("--task", default="point", choices=sim.TASKS, help="task (default point: the reduced CPU task)")
     c.add_argument("--out", required=True, help="dataset folder to write (records merge into an existing one)")
@@ -391,20 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--noise", type=float, default=0.3, help="play: Gaussian action noise on the expert (default 0.3)")
     c.add_argument("--random-frac", type=float, default=0.2, help="play: fraction of uniform random actions (0.2)")
 
-    def training(q, steps, lr=1e-3):
-        q.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
-        q.add_argument("--batch-size", type=int, default=64, help="windows per batch (default 64)")
-        q.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
-        q.add_argument("--channels", type=_ints, default=(16, 32), help="encoder conv widths (default 16,32)")
 
+
+def _training(q, steps, lr=1e-3):
+    q.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
+    q.add_argument("--batch-size", type=int, default=64, help="windows per batch (default 64)")
+    q.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
+    q.add_argument("--channels", type=_ints, default=(16, 32), help="encoder conv widths (default 16,32)")
+
+
+def _add_learners(base) -> None:
     i = base("idm", "train the inverse dynamics model on play data; label the demos; report held-out accuracy")
-    training(i, 400)
+    _training(i, 400)
     i.add_argument("--hidden", type=_ints, default=(256, 256), help="head widths (default 256,256)")
     i.add_argument("--no-proprio", action="store_true", help="frames only (no proprioception)")
     i.add_argument("--out", default=None, help="checkpoint folder (default <data>/idm)")
 
     b = base("bc", "behaviour cloning from the demos (IDM labels or the hidden true actions)")
-    training(b, 400)
+    _training(b, 400)
     b.add_argument("--labels", choices=("idm", "true"), default="idm", help="action labels (default idm)")
     b.add_argument("--idm", default=None, help="IDM checkpoint (default <data>/idm)")
     b.add_argument("--hidden", type=_ints, default=(256, 256), help="head widths (default 256,256)")
@@ -413,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="checkpoint folder (default <data>/bc_<labels>)")
 
     d = base("diffusion", "diffusion policy with action chunks (DDPM training, DDIM sampling)")
-    training(d, 600)
+    _training(d, 600)
     d.add_argument("--labels", choices=("idm", "true"), default="idm", help="action labels (default idm)")
     d.add_argument("--idm", default=None, help="IDM checkpoint (default <data>/idm)")
     d.add_argument("--obs-horizon", type=int, default=2)
@@ -424,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=int, default=64, help="temporal conv channels (default 64)")
     d.add_argument("--out", default=None, help="checkpoint folder (default <data>/diffusion)")
 
+
+
+def _add_finetune(base) -> None:
     f = base("finetune", "distill the cloned policy into PPO's network and fine-tune it with the economic reward")
     f.add_argument("--bc", default=None, help="BC checkpoint to start from (default <data>/bc_idm)")
     f.add_argument("--num-envs", type=int, default=32)
@@ -447,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let PPO move the observation statistics the distilled policy was fitted with")
     f.add_argument("--out", default=None, help="checkpoint folder (default <data>/ppo)")
 
+
+
+def _add_evaluate_value(base) -> None:
     e = base("evaluate", "MPᵣ, e, ŵᵣ and parities of the expert and every trained policy; table + plot")
     e.set_defaults(seed=10_000)
     e.add_argument("--episodes", type=int, default=8, help="evaluation episodes per policy (default 8)")
@@ -467,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sharing status of the demos (default withheld: the premium is quoted)")
     v.add_argument("--realized", default=None, help="realized gains CSV (datapoint_id, realized_mpl) for true-up")
 
+
+
+def _add_chain(base) -> None:
     ch = base("chain", "collect -> idm -> bc -> diffusion -> finetune -> evaluate -> value (small settings)", data=False)
     ch.add_argument("--task", default="point", choices=sim.TASKS)
     ch.add_argument("--out", required=True)
@@ -482,24 +205,82 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--diffusion-steps", type=int, default=600, help="0 skips the diffusion policy")
     ch.add_argument("--ppo-iterations", type=int, default=40, help="0 skips PPO fine-tuning")
     ch.add_argument("--episodes", type=int, default=8)
-    return p
 
 
-COMMANDS = {"collect": cmd_collect, "idm": cmd_idm, "bc": cmd_bc, "diffusion": cmd_diffusion,
-            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "value": cmd_value, "chain": cmd_chain}
+# ----------------------------------------------------------------------------- flags -> typed step configs
+
+
+def _collect(a) -> P.CollectConfig:
+    return P.CollectConfig(task=a.task, out=a.out, demos=a.demos, play=a.play, size=a.size, steps=a.steps,
+                           noise=a.noise, random_frac=a.random_frac, seed=a.seed, quiet=a.quiet)
+
+
+def _idm(a) -> P.IDMStep:
+    model = idm_mod.IDMConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, use_proprio=not a.no_proprio,
+                              channels=a.channels, hidden=a.hidden)
+    return P.IDMStep(a.data, model, seed=a.seed, out=a.out, quiet=a.quiet)
+
+
+def _bc(a) -> P.BCStep:
+    model = bc_mod.BCConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, use_vision=not a.no_vision,
+                            use_proprio=not a.no_proprio, channels=a.channels, hidden=a.hidden)
+    return P.BCStep(a.data, model, labels=a.labels, idm_path=a.idm, seed=a.seed, out=a.out, quiet=a.quiet)
+
+
+def _diffusion(a) -> P.DiffusionStep:
+    model = dif.DiffusionConfig(steps=a.steps, batch_size=a.batch_size, learning_rate=a.lr, obs_horizon=a.obs_horizon,
+                                pred_horizon=a.pred_horizon, action_horizon=a.action_horizon,
+                                ddim_steps=a.ddim_steps, schedule=a.schedule, enc_channels=a.channels,
+                                channels=a.width)
+    return P.DiffusionStep(a.data, model, labels=a.labels, idm_path=a.idm, seed=a.seed, out=a.out, quiet=a.quiet)
+
+
+def _finetune(a) -> P.FinetuneStep:
+    return P.FinetuneStep(a.data, bc=a.bc, num_envs=a.num_envs, unroll=a.unroll, minibatches=a.minibatches,
+                          epochs=a.epochs, iterations=a.iterations, eval_every=a.eval_every, eval_envs=a.eval_envs,
+                          lr=a.lr, entropy_cost=a.entropy_cost, policy_hidden=a.policy_hidden,
+                          value_hidden=a.value_hidden, distill_episodes=a.distill_episodes,
+                          distill_steps=a.distill_steps, init_std=a.init_std, critic_warmup=a.critic_warmup,
+                          freeze_norm=not a.no_freeze_norm, seed=a.seed, out=a.out, quiet=a.quiet)
+
+
+def _evaluate(a) -> P.EvaluateStep:
+    return P.EvaluateStep(a.data, episodes=a.episodes, bc_true=a.bc_true, bc_idm=a.bc_idm, diffusion=a.diffusion,
+                          ppo=a.ppo, random=a.random, distilled=a.distilled, out_md=a.out_md, out_png=a.out_png,
+                          seed=a.seed, quiet=a.quiet)
+
+
+def _value(a) -> P.ValueStep:
+    return P.ValueStep(a.data, idm_path=a.idm, out=a.out, history=a.history, sharing=a.sharing,
+                       realized=a.realized, seed=a.seed, quiet=a.quiet)
+
+
+def _chain(a) -> P.ChainConfig:
+    collect = P.CollectConfig(task=a.task, out=a.out, demos=a.demos, play=a.play, size=a.size, steps=a.steps,
+                              noise=a.noise, random_frac=a.random_frac, seed=a.seed, quiet=a.quiet)
+    return P.ChainConfig(collect, reuse=a.reuse, idm_steps=a.idm_steps, bc_steps=a.bc_steps,
+                         diffusion_steps=a.diffusion_steps, ppo_iterations=a.ppo_iterations, episodes=a.episodes)
+
+
+COMMANDS = {"collect": (_collect, P.collect), "idm": (_idm, P.idm), "bc": (_bc, P.bc),
+            "diffusion": (_diffusion, P.diffusion), "finetune": (_finetune, P.finetune),
+            "evaluate": (_evaluate, P.evaluate), "value": (_value, P.value), "chain": (_chain, P.chain)}
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    con = _console()
+    to_config, step = COMMANDS[args.command]
+    try:
+        step(to_config(args), lambda m: con.print(m, markup=False, highlight=False))
+    except (FileNotFoundError, common.CheckpointError) as e:  # a dataset or checkpoint the user named
+        raise UserError(str(e)) from None
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    con = _console()
-    log = (lambda m: con.print(m, markup=False, highlight=False))
-    try:
-        COMMANDS[args.command](args, log)
-    except (FileNotFoundError, common.CheckpointError, ValueError) as e:
-        con.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
-    return 0
+    """``python -m train.video_to_policy``; a user's mistake is one stderr line and status 2."""
+    return run_main(_main, argv, prog="python -m train.video_to_policy")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,7 +63,7 @@ def test_data_value_csv(chain):
 
 def test_clear_errors(chain, tmp_path, capsys):
     assert cli.main(["idm", "--data", str(tmp_path / "missing"), "--quiet"]) == 2
-    assert "folder not found" in capsys.readouterr().out
+    assert "folder not found" in capsys.readouterr().err
     # a checkpoint from another task is refused, naming both tasks
     bad = str(tmp_path / "idm_other")
     shutil.copytree(os.path.join(chain, "idm"), bad)
@@ -71,8 +71,8 @@ def test_clear_errors(chain, tmp_path, capsys):
     meta["task"] = "dishwashing"
     json.dump(meta, open(os.path.join(bad, "meta.json"), "w"))
     assert cli.main(["bc", "--data", chain, "--labels", "idm", "--idm", bad, "--steps", "1", "--quiet"]) == 2
-    out = capsys.readouterr().out
-    assert "dishwashing" in out and "point" in out
+    err = capsys.readouterr().err
+    assert "dishwashing" in err and "point" in err and len(err.strip().splitlines()) == 1
     # wrong kind
     assert cli.main(["value", "--data", chain, "--idm", os.path.join(chain, "bc_idm"), "--quiet"]) == 2
-    assert "'bc' checkpoint" in capsys.readouterr().out
+    assert "'bc' checkpoint" in capsys.readouterr().err

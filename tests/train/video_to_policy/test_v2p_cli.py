@@ -1,0 +1,50 @@
+"""``python -m train.video_to_policy``: flags become the typed step configs; bad input is one line, status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train.video_to_policy import cli, pipeline as P
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_flag_defaults_are_the_step_configs_defaults():
+    p = cli.build_parser()
+    assert cli._idm(p.parse_args(["idm", "--data", "d"])) == P.IDMStep("d")
+    assert cli._bc(p.parse_args(["bc", "--data", "d"])) == P.BCStep("d")
+    assert cli._diffusion(p.parse_args(["diffusion", "--data", "d"])) == P.DiffusionStep("d")
+    assert cli._finetune(p.parse_args(["finetune", "--data", "d"])) == P.FinetuneStep("d")
+    assert cli._evaluate(p.parse_args(["evaluate", "--data", "d"])) == P.EvaluateStep("d")
+    assert cli._value(p.parse_args(["value", "--data", "d"])) == P.ValueStep("d")
+    assert cli._collect(p.parse_args(["collect", "--out", "d"])) == P.CollectConfig(out="d")
+    chain = cli._chain(p.parse_args(["chain", "--out", "d"]))
+    assert chain == P.ChainConfig(P.CollectConfig(out="d"))
+    assert cli._finetune(p.parse_args(["finetune", "--data", "d", "--iterations", "4"])).ppo().total_timesteps == 32 * 8 * 4
+
+
+BAD = [
+    (["idm", "--data", "{d}/missing"], ["missing", "folder not found"]),
+    (["bc", "--data", "{d}", "--labels", "maybe"], ["--labels", "invalid choice: 'maybe'"]),
+    (["idm", "--data", "{d}", "--hidden", "a,b"], ["--hidden", "comma-separated integers"]),
+    (["collect", "--task", "knitting", "--out", "{d}/x"], ["--task", "invalid choice: 'knitting'"]),
+    (["finetune"], ["--data", "required"]),
+    (["launch"], ["invalid choice: 'launch'"]),
+]
+
+
+@pytest.mark.parametrize("args, names", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_v2p_cli_refuses_bad_input_in_one_line(tmp_path, args, names):
+    argv = [a.format(d=tmp_path) for a in args]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-m", "train.video_to_policy", *argv], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, (argv, p.returncode, p.stderr[-3000:])
+    for name in names:
+        assert name in lines[0], (name, lines[0])

@@ -1,0 +1,166 @@
+"""The typed configs of the video-to-policy steps (:mod:`.pipeline`); defaults are the CLI's.
+
+The model defaults here are the small CPU settings the chain is documented with (a two-layer
+encoder, 400-600 optimizer steps); the model configs' own defaults are larger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from . import bc as bc_mod
+from . import diffusion as dif
+from . import idm as idm_mod
+
+IDM_DEFAULTS = idm_mod.IDMConfig(steps=400, channels=(16, 32))
+BC_DEFAULTS = bc_mod.BCConfig(steps=400, channels=(16, 32))
+DIFFUSION_DEFAULTS = dif.DiffusionConfig(steps=600, enc_channels=(16, 32), channels=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """:func:`collect`: expert demos and perturbed-expert play episodes of ``task``, rendered into ``out``.
+
+    ``size``/``steps`` None take the task's defaults (:data:`DEFAULTS`); play episodes add Gaussian
+    action noise and a fraction ``random_frac`` of uniform random actions to the expert.
+    """
+
+    task: str = "point"
+    out: str = ""
+    demos: int = 16
+    play: int = 24
+    size: int | None = None
+    steps: int | None = None
+    noise: float = 0.3
+    random_frac: float = 0.2
+    seed: int = 0
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class IDMStep:
+    """:func:`idm`: train the inverse dynamics model on ``data``'s play episodes (checkpoint in ``out``)."""
+
+    data: str
+    model: idm_mod.IDMConfig = IDM_DEFAULTS
+    seed: int = 0
+    out: str | None = None
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BCStep:
+    """:func:`bc`: behaviour cloning on the demos with ``labels`` "idm" (from ``idm_path``) or "true"."""
+
+    data: str
+    model: bc_mod.BCConfig = BC_DEFAULTS
+    labels: str = "idm"
+    idm_path: str | None = None
+    seed: int = 0
+    out: str | None = None
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionStep:
+    """:func:`diffusion`: a diffusion policy with action chunks on the demos (labels as in :class:`BCStep`)."""
+
+    data: str
+    model: dif.DiffusionConfig = DIFFUSION_DEFAULTS
+    labels: str = "idm"
+    idm_path: str | None = None
+    seed: int = 0
+    out: str | None = None
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneStep:
+    """:func:`finetune`: distill the BC policy at ``bc`` into PPO's network, then PPO with the economic reward.
+
+    ``critic_warmup`` chunks of ``eval_every`` iterations train only the critic first;
+    ``freeze_norm`` keeps the observation statistics the distilled policy was fitted with.
+    """
+
+    data: str
+    bc: str | None = None
+    num_envs: int = 32
+    unroll: int = 8
+    minibatches: int = 4
+    epochs: int = 2
+    iterations: int = 40
+    eval_every: int = 10
+    eval_envs: int = 8
+    lr: float = 1e-4
+    entropy_cost: float = 1e-3
+    policy_hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    distill_episodes: int = 8
+    distill_steps: int = 400
+    init_std: float = 0.3
+    critic_warmup: int = 0
+    freeze_norm: bool = True
+    seed: int = 0
+    out: str | None = None
+    quiet: bool = False
+
+    def ppo(self):
+        """The :class:`train.config.PPOConfig` of the fine-tuning run."""
+        from train.config import PPOConfig
+
+        return PPOConfig(num_envs=self.num_envs, unroll_length=self.unroll, num_minibatches=self.minibatches,
+                         update_epochs=self.epochs, policy_hidden=self.policy_hidden, value_hidden=self.value_hidden,
+                         learning_rate=self.lr, total_timesteps=self.num_envs * self.unroll * self.iterations,
+                         eval_every=self.eval_every, num_eval_envs=self.eval_envs, entropy_cost=self.entropy_cost,
+                         seed=self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateStep:
+    """:func:`evaluate`: the expert and every trained policy found (or named) in ``data``; table and plot.
+
+    A checkpoint path left None is looked up in ``data`` and skipped when absent.
+    """
+
+    data: str
+    episodes: int = 8
+    bc_true: str | None = None
+    bc_idm: str | None = None
+    diffusion: str | None = None
+    ppo: str | None = None
+    random: bool = False
+    distilled: bool = False
+    out_md: str | None = None
+    out_png: str | None = None
+    seed: int = 10_000
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueStep:
+    """:func:`value`: per-demonstration embeddings -> valuation engine -> ``data_value.csv``."""
+
+    data: str
+    idm_path: str | None = None
+    out: str | None = None
+    history: str | None = None
+    sharing: str = "withheld"
+    realized: str | None = None
+    seed: int = 0
+    quiet: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainConfig:
+    """:func:`chain`: collect -> idm -> bc (true, idm) -> diffusion -> finetune -> evaluate -> value.
+
+    ``diffusion_steps`` or ``ppo_iterations`` 0 skips that stage; ``reuse`` keeps an existing dataset.
+    """
+
+    collect: CollectConfig
+    reuse: bool = False
+    idm_steps: int = 400
+    bc_steps: int = 400
+    diffusion_steps: int = 600
+    ppo_iterations: int = 40
+    episodes: int = 8
