@@ -19,7 +19,8 @@ Checkpoints go to ``<data>/<name>/`` by default (``idm``, ``bc_idm``, ``bc_true`
 
 Reduced dishwashing (``--task dishwashing_reduced``: the dishwashing scene with a 2 s washing time,
 400-step = 16 s episodes, 64x64 frames, human reference MPₕ = 3600/(20 + 2) dishes/h at p = $0.11; see
-``sim.REDUCED_DISHWASHING``), the documented CPU run (2 shared cores, ~60-70 min under load)::
+``sim.REDUCED_DISHWASHING``), the documented CPU run (timing and results:
+``benchmarks/results/video_to_policy_dishwashing_cpu.md``)::
 
     MUJOCO_GL=egl python -m train.video_to_policy chain --task dishwashing_reduced --out runs/v2p_dish \\
         --demos 16 --play 16 --noise 0.1 --random-frac 0.05 --idm-steps 600 --bc-steps 600 \\
@@ -29,7 +30,10 @@ Reduced dishwashing (``--task dishwashing_reduced``: the dishwashing scene with 
 holds a dish, so the IDM never sees a closed hand and fails on the demos, R² < 0.)
 
 Rendering uses MuJoCo's offscreen renderer; ``MUJOCO_GL`` defaults to ``egl`` (set before MuJoCo is
-imported). A 64x64 frame costs ~12-20 ms on a CPU (software EGL, shadows off).
+imported), with shadows off.
+
+The steps themselves are typed functions in :mod:`.pipeline`; this module only parses flags into
+their configs (:mod:`.steps`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ proprioception (``proprio``: joint angles, standing in for a pose estimate from 
 (IDM accuracy, the "BC on true actions" reference). Records of kind ``"play"`` are the robot's own
 labelled data, where the actions are known by construction and may be trained on.
 
-The id is a stable content hash (errata 5): SHA-256 over the frames' bytes and the task/seed/kind, so
+The id is a stable content hash (never a Python ``id()``): SHA-256 over the frames' bytes and the task/seed/kind, so
 the same demonstration always gets the same id, and a re-rendered or edited one a new id.
 """
 

@@ -52,9 +52,9 @@ TASKS = ("point", "dishwashing", "dishwashing_reduced")
 #: "Reduced dishwashing": the full dishwashing scene, robot, expert and counters, with a washing time of
 #: 2 s instead of 40 s, so that the scripted expert racks a washed dish every ~200 control steps (8 s)
 #: and a 400-step (16 s) episode holds two complete units. The human reference is rescaled the same way:
-#: the seed's MPₕ = 60 dishes/h is 60 s a dish, 40 s of it washing, i.e. 20 s of handling; a human
+#: the dishwashing config's MPₕ = 60 dishes/h is 60 s a dish, 40 s of it washing, i.e. 20 s of handling; a human
 #: doing the reduced task takes 20 s + washing_time = 22 s a dish, MPₕ = 3600/22 = 163.6 dishes/h. The
-#: price per dish is rescaled so that p·MPₕ = wₕ = $18/h as in the seed (p = $0.11); the damage cost
+#: price per dish is rescaled so that p·MPₕ = wₕ = $18/h as in configs/dishwashing.yaml (p = $0.11); the damage cost
 #: ($1/error) and the parity tolerances are unchanged.
 REDUCED_DISHWASHING = {"washing_time": 2.0, "human_handling_s": 20.0, "episode_length": 400, "size": 64}
 
