@@ -15,15 +15,10 @@ from .config import PPOConfig
 
 
 def _kv(items, flag) -> dict[str, Any]:
+    from vpjax.cli import parse_assignments
     from vpjax.config import parse_override_value
 
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"{flag} {item}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_override_value(v.strip())
-    return out
+    return {k: parse_override_value(v) for k, v in parse_assignments(items, flag).items()}
 
 
 def load_factory(spec: str):

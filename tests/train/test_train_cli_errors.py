@@ -42,7 +42,7 @@ TRAIN = [
     (["--num-seeds", "0"], ["--num-seeds 0", "must be >= 1"]),
     (["--bogus-flag"], ["unrecognized arguments: --bogus-flag"]),
     (["--env", "knitting"], ["--env knitting", "not a registered task"]),
-    (["--env-arg", "episode_length"], ["--env-arg", "KEY=VALUE"]),
+    (["--env-arg", "episode_length"], ["--env-arg", "episode_length", "KEY=VALUE"]),
 ]
 
 EVALUATE = [
