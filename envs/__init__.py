@@ -14,16 +14,37 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from envs.base import DomainRandomization, EnvParams, MjxTaskEnv, State, override_params
+from envs.base import MjxTaskEnv
+from envs.contract import Env, State
+from envs.params import DomainRandomization, EnvParams, override_params
 
 _REGISTRY: dict[str, Callable[..., MjxTaskEnv]] = {}
+_EXPERTS: dict[str, Callable[[Any], Callable]] = {}
 
 
-def register(name: str, factory: Callable[..., MjxTaskEnv]) -> None:
-    """Registers ``factory`` (an env class or a function returning an env) under ``name``."""
+def register(name: str, factory: Callable[..., MjxTaskEnv], expert: Callable[[Any], Callable] | None = None) -> None:
+    """Registers ``factory`` (an env class or a function returning an env) under ``name``.
+
+    Args:
+      expert: the task's scripted expert, ``env -> (state, params) -> action`` (see
+        :func:`envs.experts.make_expert`), or None for a task without one.
+    """
     if name in _REGISTRY and _REGISTRY[name] is not factory:
         raise ValueError(f"env {name!r} is already registered")
     _REGISTRY[name] = factory
+    if expert is not None:
+        _EXPERTS[name] = expert
+
+
+def expert_factory(name: str) -> Callable[[Any], Callable]:
+    """The scripted expert registered with env ``name`` (``env -> policy``).
+
+    Raises:
+      ValueError: no expert is registered under ``name``.
+    """
+    if name not in _EXPERTS:
+        raise ValueError(f"no scripted expert for env {name!r}; experts exist for {sorted(_EXPERTS)}")
+    return _EXPERTS[name]
 
 
 def registered() -> tuple[str, ...]:
@@ -70,16 +91,13 @@ def make(name: str, **overrides: Any) -> MjxTaskEnv:
     return env
 
 
-# ---- registration point: every task registers here --------------------------------------------
+# ---- the one registration point: every task and its expert -------------------------------------
+from envs.bricklaying import Bricklaying, bricklaying_expert  # noqa: E402
 from envs.dishwashing import Dishwashing  # noqa: E402
+from envs.experts import dishwashing_expert  # noqa: E402
 
-register("dishwashing", Dishwashing)
+register("dishwashing", Dishwashing, expert=dishwashing_expert)
+register("bricklaying", Bricklaying, expert=bricklaying_expert)
 
-try:  # bricklaying is written on top of envs.base by another engineer; register it when present
-    from envs.bricklaying import Bricklaying  # type: ignore  # noqa: E402
-except ImportError:  # pragma: no cover - until envs/bricklaying.py exists
-    Bricklaying = None
-else:
-    register("bricklaying", Bricklaying)
-
-__all__ = ["make", "register", "registered", "State", "EnvParams", "DomainRandomization", "MjxTaskEnv"]
+__all__ = ["make", "register", "registered", "expert_factory", "Env", "State", "EnvParams", "DomainRandomization",
+           "MjxTaskEnv"]

@@ -1,423 +1,37 @@
-"""Shared machinery of the vpjax MJX task environments.
+"""The MJX task env: :class:`MjxTaskEnv`, the reset/step skeleton every humanoid task shares.
 
-Everything here is pure: an environment object holds only what is fixed at construction (the
-compiled MJX model, index tables, the action mode), and ``reset``/``step`` map
-``(key | state, action, params)`` to a new :class:`State`. See ``/work/notes/ENV_CONTRACT.md``
-(the API the trainer codes against) and DESIGN.md ("Pure environments", "Explicit parameters").
-
-Pieces:
-
-* :class:`State` -- brax's ``envs.State`` field names, plus ``data`` (MuJoCo Playground's name).
-* :class:`EnvParams` -- the fields every task shares (economics, shaping scales, money scale,
-  instability limit, IK step, domain randomization); tasks subclass it with their constants.
-* :class:`Robot` -- static index tables of the humanoid (arms, fingers, actuators, sites).
-* :func:`arm_jacobian`, :func:`dls_ik` -- differential IK (damped least squares on the hinge
-  Jacobian, position + "gripper points down"), used by the ``ee_delta`` action mode.
-* :class:`MjxTaskEnv` -- reset/step skeleton with action modes, substeps, domain randomization,
-  economic accounting (dense money reward + episode reward via ``reward_fn``), shaping, metrics and
-  the instability guard. A task implements ``_task_reset``, ``_task_step`` and ``_task_obs``.
+An env object holds only what is fixed at construction (the compiled MJX model, index tables, the
+action mode), and ``reset``/``step`` map ``(key | state, action, params)`` to a new
+:class:`envs.contract.State` (the contract: envs/contract.py). ``step`` runs, in order: the action
+mode (:meth:`MjxTaskEnv._ctrl_from_action`), physics substeps on the robot's randomized model, the
+task's logic, the instability guard, and the economic accounting of
+:func:`vpjax.economics.account` (dense money reward + episode reward via ``reward_fn``) plus the
+task's shaping. A task implements ``_task_reset``, ``_task_step`` and ``_task_obs``. Params and
+domain randomization live in envs/params.py, the robot model and IK in envs/robot.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from flax import struct
 from mujoco import mjx
 
+from envs.contract import State
+from envs.params import EnvParams, randomized_model, sample_dr
+from envs.robot import FINGER_OPEN, SIDES, Robot, dls_ik, home_pose, load_model
 from vpjax import economics
-from vpjax.economics import EconParams
 
 Array = jax.Array
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 ACTION_MODES = ("joint", "ee_delta")
 ARMS = ("both", "right", "left")
-SIDES = ("right", "left")  # arm index 0 is the right arm everywhere
-ARM_JOINTS = ("shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow", "wrist_pitch", "wrist_roll")
-FINGER_OPEN = 0.045  # m, per finger (the slide joints' range upper bound)
-
-ECON_METRICS = (
-    "units",
-    "errors",
-    "attempts",
-    "work_seconds",
-    "mp",
-    "error_rate",
-    "implied_wage",
-    "productivity_parity",
-    "wage_parity",
-    "reward_money",
-    "reward_episode",
-    "reward_mp",
-    "reward_error",
-    "reward_wage",
-    "reward_shaping",
-)
-
-
-# ----------------------------------------------------------------------------- state and params
-
-
-@struct.dataclass
-class State:
-    """One robot's environment state (vmap for a batch); brax ``envs.State`` field names.
-
-    Attributes:
-      pipeline_state: the ``mjx.Data`` of the scene.
-      obs: [obs_size] float32 observation.
-      reward: [] float32 reward of the last step.
-      done: [] float32, 1 on the episode's last step or on an instability reset.
-      metrics: dict of [] float32 scalars, always the same keys (see ``MjxTaskEnv.metric_names``).
-      info: dict of per-robot arrays: episode counters (``units, errors, attempts, work_seconds,
-        steps``), per-robot memory (``prev_mp, episodes, unstable_resets``), ``rng``, the internal
-        clock ``t`` and task bookkeeping.
-    """
-
-    pipeline_state: Any
-    obs: Array
-    reward: Array
-    done: Array
-    metrics: dict = struct.field(default_factory=dict)
-    info: dict = struct.field(default_factory=dict)
-
-    @property
-    def data(self):
-        """MuJoCo Playground's name for ``pipeline_state``."""
-        return self.pipeline_state
-
-
-@struct.dataclass
-class DomainRandomization:
-    """Per-robot randomization ranges, sampled uniformly at reset (all array leaves).
-
-    Attributes:
-      object_mass: [2] (low, high) multiplier of each object's mass and inertia.
-      friction: [2] (low, high) multiplier of the sliding friction of the object contact pairs.
-      actuator_gain: [2] (low, high) multiplier of every position servo's stiffness kp.
-      object_pos: [] half-width (m) of the uniform xy jitter of objects' initial poses.
-      object_yaw: [] half-width (rad) of the uniform yaw jitter of objects' initial poses.
-      joint_pos: [] half-width (rad) of the uniform jitter of the robot's initial joint angles.
-    """
-
-    object_mass: Array
-    friction: Array
-    actuator_gain: Array
-    object_pos: Array
-    object_yaw: Array
-    joint_pos: Array
-
-    @classmethod
-    def create(
-        cls,
-        object_mass: Sequence[float] = (0.8, 1.2),
-        friction: Sequence[float] = (0.8, 1.2),
-        actuator_gain: Sequence[float] = (0.9, 1.1),
-        object_pos: float = 0.01,
-        object_yaw: float = 3.14159,
-        joint_pos: float = 0.02,
-    ) -> "DomainRandomization":
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        return cls(f(object_mass), f(friction), f(actuator_gain), f(object_pos), f(object_yaw), f(joint_pos))
-
-    @classmethod
-    def off(cls) -> "DomainRandomization":
-        """No randomization (identity multipliers, no jitter)."""
-        return cls.create((1.0, 1.0), (1.0, 1.0), (1.0, 1.0), 0.0, 0.0, 0.0)
-
-
-@struct.dataclass
-class EnvParams:
-    """Fields every task shares; tasks subclass this with their own constants.
-
-    Attributes:
-      econ: the task's :class:`vpjax.economics.EconParams`.
-      shaping_scales: dict term name -> [] scale of that shaping term (reward per control step
-        at term value 1).
-      shaping_weight: [] in [0, 1]; multiplies all shaping so a trainer can anneal it away.
-      money_scale: [] multiplier of the dense money reward p·Δunits − cₐ·Δerrors ($ -> reward).
-      ee_step: [] metres of end-effector motion per control step at |action| = 1 (ee_delta mode).
-      qvel_limit: [] instability guard: |qvel| above this (rad/s or m/s) resets the robot.
-      dr: :class:`DomainRandomization`.
-    """
-
-    econ: EconParams
-    shaping_scales: dict
-    shaping_weight: Array
-    money_scale: Array
-    ee_step: Array
-    qvel_limit: Array
-    dr: DomainRandomization
-
-    @classmethod
-    def build(
-        cls,
-        econ: EconParams,
-        shaping_scales: Mapping[str, float],
-        dr: DomainRandomization,
-        task: Mapping[str, float],
-        overrides: Mapping[str, Any] | None = None,
-    ) -> "EnvParams":
-        """A task's params: the shared defaults (shaping weight 1, money scale 10, IK step 2 cm,
-        qvel limit 200) plus the task's ``shaping_scales`` and constants ``task`` (float32 leaves),
-        then ``overrides`` applied with :func:`override_params` (unknown keys raise ValueError)."""
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        params = cls(
-            econ=econ,
-            shaping_scales={k: f(v) for k, v in shaping_scales.items()},
-            shaping_weight=f(1.0),
-            money_scale=f(10.0),
-            ee_step=f(0.02),
-            qvel_limit=f(200.0),
-            dr=dr,
-            **{k: f(v) for k, v in task.items()},
-        )
-        return override_params(params, overrides) if overrides else params
-
-
-def _as_leaf(name: str, value: Any, like: Array) -> Array:
-    try:
-        out = jnp.asarray(value, dtype=like.dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"param {name!r}: cannot convert {value!r} to an array ({e})") from None
-    if out.shape != like.shape:
-        raise ValueError(f"param {name!r}: expected shape {like.shape}, got {out.shape}")
-    return out
-
-
-def override_params(params: EnvParams, overrides: Mapping[str, Any]) -> EnvParams:
-    """``params`` with top-level fields replaced; dict values update ``econ``/``dr``/``shaping_scales``.
-
-    ``econ`` accepts an EconParams or a dict of ``EconParams.create`` keywords (merged over the
-    current values is not possible for schedules given as strings, so a dict rebuilds from the
-    defaults plus the given keys). Unknown names raise ValueError naming the key.
-    """
-    names = {f.name for f in dataclasses.fields(params)}
-    updates = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise ValueError(f"unknown param {key!r}; known params: {sorted(names)}")
-        current = getattr(params, key)
-        if key == "econ":
-            if isinstance(value, Mapping):
-                value = EconParams.create(**value)
-            elif not isinstance(value, EconParams):
-                raise ValueError(f"param 'econ': expected EconParams or dict, got {type(value).__name__}")
-            updates[key] = value
-        elif key == "shaping_scales":
-            if not isinstance(value, Mapping):
-                raise ValueError("param 'shaping_scales': expected a dict term -> scale")
-            unknown = set(value) - set(current)
-            if unknown:
-                raise ValueError(f"param 'shaping_scales': unknown terms {sorted(unknown)}; known: {sorted(current)}")
-            updates[key] = {**current, **{k: _as_leaf(f"shaping_scales.{k}", v, current[k]) for k, v in value.items()}}
-        elif key == "dr":
-            if isinstance(value, DomainRandomization):
-                updates[key] = value
-            elif isinstance(value, Mapping):
-                dr_names = {f.name for f in dataclasses.fields(current)}
-                bad = set(value) - dr_names
-                if bad:
-                    raise ValueError(f"param 'dr': unknown keys {sorted(bad)}; known: {sorted(dr_names)}")
-                updates[key] = current.replace(**{k: _as_leaf(f"dr.{k}", v, getattr(current, k)) for k, v in value.items()})
-            else:
-                raise ValueError(f"param 'dr': expected DomainRandomization or dict, got {type(value).__name__}")
-        else:
-            updates[key] = _as_leaf(key, value, current)
-    return params.replace(**updates)
-
-
-# ----------------------------------------------------------------------------- robot tables
-
-
-@dataclasses.dataclass(frozen=True)
-class Robot:
-    """Static (NumPy/int) index tables of the humanoid in a compiled MjModel.
-
-    Arrays are [2, ...] with arm 0 = right, arm 1 = left.
-    """
-
-    waist_qpos: int
-    waist_act: int
-    arm_qpos: np.ndarray  # [2, 6] qpos addresses of the arm hinges
-    arm_dof: np.ndarray  # [2, 6] dof addresses
-    arm_jnt: np.ndarray  # [2, 6] joint ids
-    arm_act: np.ndarray  # [2, 6] actuator ids
-    finger_qpos: np.ndarray  # [2, 2]
-    finger_dof: np.ndarray  # [2, 2]
-    finger_act: np.ndarray  # [2, 2]
-    finger_geom: np.ndarray  # [2, 2] geom ids of the finger capsules
-    grasp_site: np.ndarray  # [2] site ids
-    hand_body: np.ndarray  # [2] body ids
-    robot_qpos: np.ndarray  # [n] all robot qpos addresses (waist, arms, fingers)
-    robot_dof: np.ndarray  # [n]
-    ctrl_low: np.ndarray  # [nu]
-    ctrl_high: np.ndarray  # [nu]
-
-    @classmethod
-    def from_model(cls, m: mujoco.MjModel) -> "Robot":
-        def jid(name):
-            i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
-            if i < 0:
-                raise ValueError(f"robot model lacks joint {name!r}")
-            return i
-
-        def aid(name):
-            i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, name)
-            if i < 0:
-                raise ValueError(f"robot model lacks actuator {name!r}")
-            return i
-
-        arm_jnt = np.array([[jid(f"{s}_{j}") for j in ARM_JOINTS] for s in SIDES])
-        fing_jnt = np.array([[jid(f"{s}_finger_{f}") for f in "ab"] for s in SIDES])
-        waist = jid("waist")
-        all_jnt = np.concatenate([[waist], arm_jnt.ravel(), fing_jnt.ravel()])
-        return cls(
-            waist_qpos=int(m.jnt_qposadr[waist]),
-            waist_act=aid("waist"),
-            arm_qpos=m.jnt_qposadr[arm_jnt],
-            arm_dof=m.jnt_dofadr[arm_jnt],
-            arm_jnt=arm_jnt,
-            arm_act=np.array([[aid(f"{s}_{j}") for j in ARM_JOINTS] for s in SIDES]),
-            finger_qpos=m.jnt_qposadr[fing_jnt],
-            finger_dof=m.jnt_dofadr[fing_jnt],
-            finger_act=np.array([[aid(f"{s}_finger_{f}") for f in "ab"] for s in SIDES]),
-            finger_geom=np.array(
-                [[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, f"{s}_finger_{f}") for f in "ab"] for s in SIDES]
-            ),
-            grasp_site=np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, f"{s}_grasp") for s in SIDES]),
-            hand_body=np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"{s}_hand") for s in SIDES]),
-            robot_qpos=np.sort(m.jnt_qposadr[all_jnt]),
-            robot_dof=np.sort(m.jnt_dofadr[all_jnt]),
-            ctrl_low=m.actuator_ctrlrange[:, 0].copy(),
-            ctrl_high=m.actuator_ctrlrange[:, 1].copy(),
-        )
-
-
-# ----------------------------------------------------------------------------- model loading
-
-
-def load_model(xml: str | Path, idle_sides: Sequence[str] = ()) -> mujoco.MjModel:
-    """Compiles the scene ``xml``, without the contact pairs of the idle arms' fingers.
-
-    In single-arm mode the other arm holds its home pose above the work surface, so its finger
-    pairs (vs every object and vs the counter/bench) never make contact, yet MJX computes every
-    explicit pair on every substep: dropping them (19 -> 11 pairs in dishwashing) saves physics
-    time and changes nothing the active arm can do. (An object carried into the idle hand then
-    passes through it instead of bumping it.) Every other pair keeps its order and parameters.
-
-    Args:
-      xml: path of the scene MJCF.
-      idle_sides: arm sides ("right"/"left") whose finger pairs are dropped.
-    Raises:
-      ValueError: unknown side.
-    """
-    bad = set(idle_sides) - set(SIDES)
-    if bad:
-        raise ValueError(f"idle_sides: unknown sides {sorted(bad)}; use {SIDES}")
-    if not idle_sides:
-        return mujoco.MjModel.from_xml_path(str(xml))
-    spec = mujoco.MjSpec.from_file(str(xml))
-    prefixes = tuple(f"{s}_finger_" for s in idle_sides)
-    for pair in list(spec.pairs):
-        if pair.geomname1.startswith(prefixes) or pair.geomname2.startswith(prefixes):
-            spec.delete(pair)
-    return spec.compile()
-
-
-# ----------------------------------------------------------------------------- differential IK
-
-
-def arm_jacobian(data, robot: Robot, arm: int) -> tuple[Array, Array]:
-    """Position and rotation Jacobians of an arm's grasp site w.r.t. its 6 hinges.
-
-    Uses the hinge axes and anchors from kinematics (``xaxis``, ``xanchor``): for a hinge,
-    ∂p/∂q = axis × (p − anchor) and ∂ω/∂q = axis. Cheaper than ``mjx.jac`` (no tree scan).
-
-    Returns:
-      jacp [3, 6], jacr [3, 6].
-    """
-    p = data.site_xpos[robot.grasp_site[arm]]
-    axis = data.xaxis[robot.arm_jnt[arm]]  # [6, 3]
-    anchor = data.xanchor[robot.arm_jnt[arm]]
-    jacp = jnp.cross(axis, p[None, :] - anchor).T
-    return jacp, axis.T
-
-
-def dls_ik(
-    data,
-    robot: Robot,
-    arm: int,
-    target_pos: Array,
-    q_rest: Array,
-    damping: float = 0.05,
-    max_err: float = 0.05,
-    rest_gain: float = 0.05,
-) -> Array:
-    """One damped-least-squares IK step for an arm: joint targets reaching ``target_pos``.
-
-    Constrains the grasp-site position (3) and that the gripper points straight down (2: the
-    hand's z axis aligned with world z); the yaw about the vertical is left free. The null space of
-    the 5x6 task Jacobian pulls gently toward ``q_rest`` so the redundant joint does not drift.
-
-    Args:
-      data: mjx.Data after kinematics.
-      robot: index tables.
-      arm: 0 right, 1 left (static).
-      target_pos: [3] desired grasp-site position (m).
-      q_rest: [6] preferred joint angles.
-    Returns:
-      [6] joint position targets (not yet clipped to ranges).
-    """
-    q = data.qpos[robot.arm_qpos[arm]]
-    jacp, jacr = arm_jacobian(data, robot, arm)
-    err_p = target_pos - data.site_xpos[robot.grasp_site[arm]]
-    norm = jnp.linalg.norm(err_p)
-    err_p = err_p * jnp.minimum(1.0, max_err / jnp.maximum(norm, 1e-9))
-    z_hand = data.site_xmat[robot.grasp_site[arm]].reshape(3, 3)[:, 2]
-    # rotation taking z_hand to +z: axis-angle ~ z_hand x ez; only its x, y components matter.
-    err_r = jnp.cross(z_hand, jnp.array([0.0, 0.0, 1.0]))[:2]
-    jac = jnp.concatenate([jacp, jacr[:2]], axis=0)  # [5, 6]
-    err = jnp.concatenate([err_p, err_r])
-    jjt = jac @ jac.T + (damping**2) * jnp.eye(5)
-    pinv = jac.T @ jnp.linalg.solve(jjt, jnp.eye(5))  # [6, 5]
-    dq = pinv @ err
-    null = jnp.eye(6) - pinv @ jac
-    dq = dq + null @ (rest_gain * (q_rest - q))
-    return q + dq
-
-
-# ----------------------------------------------------------------------------- the env skeleton
-
-
-def _contact(data):
-    impl = getattr(data, "_impl", None)
-    return impl.contact if impl is not None and hasattr(impl, "contact") else data.contact
-
-
-def pair_touching(data, geom_a: np.ndarray, geom_b: np.ndarray, margin: float = 0.002) -> Array:
-    """Whether geoms ``geom_a[i]`` touch ``geom_b[j]`` (contact rows of explicit pairs).
-
-    Args:
-      geom_a: [A] geom ids; geom_b: [B] geom ids.
-    Returns:
-      [A, B] bool: some contact row between the two geoms has dist < margin.
-    """
-    c = _contact(data)
-    g = c.geom  # [ncon, 2]
-    close = c.dist < margin  # [ncon]
-    a = jnp.asarray(geom_a)[:, None, None]
-    b = jnp.asarray(geom_b)[None, :, None]
-    g0, g1 = g[None, None, :, 0], g[None, None, :, 1]
-    match = ((g0 == a) & (g1 == b)) | ((g0 == b) & (g1 == a))
-    return jnp.any(match & close[None, None, :], axis=-1)
+COUNTERS = ("units", "errors", "attempts")  # the counter deltas a task's ``_task_step`` reports
 
 
 class MjxTaskEnv:
@@ -437,7 +51,7 @@ class MjxTaskEnv:
       reward_fn: episode reward, signature of ``vpjax.economics.reward_terms``.
       economic_reward: False drops the money and episode parts of the reward.
       idle_arm_contacts: with a single active arm, keep the contact pairs of the idle arm's fingers
-        (default False: they are dropped from the model, see :func:`load_model`).
+        (default False: they are dropped from the model, see :func:`envs.robot.load_model`).
     """
 
     SHAPING_TERMS: tuple[str, ...] = ()
@@ -471,6 +85,7 @@ class MjxTaskEnv:
             raise ValueError(f"xml: scene file {xml} does not exist")
         self.reward_fn = reward_fn if reward_fn is not None else economics.reward_terms
         economics.check_reward_fn(self.reward_fn, params.econ)
+        self._reward_extras = economics.reward_extra_names(self.reward_fn, params.econ)
         self.active_arms = {"both": (0, 1), "right": (0,), "left": (1,)}[arms]
         idle = () if idle_arm_contacts else tuple(SIDES[a] for a in range(2) if a not in self.active_arms)
         self.mj_model = load_model(xml, idle_sides=idle)
@@ -484,7 +99,7 @@ class MjxTaskEnv:
         self.dt = float(self.mj_model.opt.timestep * self.n_substeps)
         self.workspace = np.asarray(workspace, np.float32)
         self.default_params = params
-        self.home_qpos, self.home_ee = _home_pose(str(xml), tuple(map(tuple, home_targets)))
+        self.home_qpos, self.home_ee = home_pose(str(xml), tuple(map(tuple, home_targets)))
         self._data0 = mjx.make_data(self.mjx_model)
         # a physically safe state to fall back to when the guard fires (kinematic fields are filled in
         # by the next step's physics; computing them eagerly here would cost ~a minute on CPU)
@@ -509,7 +124,8 @@ class MjxTaskEnv:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return ECON_METRICS + tuple(f"shaping_{k}" for k in self.SHAPING_TERMS) + ("unstable",)
+        """Keys of ``state.metrics``: the economics (the reward's extra terms included), shaping terms, ``unstable``."""
+        return economics.METRIC_NAMES + self._reward_extras + tuple(f"shaping_{k}" for k in self.SHAPING_TERMS) + ("unstable",)
 
     @property
     def backend(self) -> str:  # brax wrappers read this attribute on some paths
@@ -563,35 +179,11 @@ class MjxTaskEnv:
 
     def model_for(self, info: dict):
         """The MJX model with this robot's domain randomization applied (vmaps per robot)."""
-        m = self.mjx_model
-        dr = info["dr"]
-        bodies = self._object_mass_bodies()
-        pairs = self._object_pairs()
-        gain = dr["gain_scale"]  # [nu]
-        kp = m.actuator_gainprm[:, 0] * gain
-        updates = dict(
-            actuator_gainprm=m.actuator_gainprm.at[:, 0].set(kp),
-            actuator_biasprm=m.actuator_biasprm.at[:, 1].set(-kp),
-        )
-        if len(bodies):
-            ms = dr["mass_scale"]
-            updates["body_mass"] = m.body_mass.at[bodies].multiply(ms)
-            updates["body_inertia"] = m.body_inertia.at[bodies].multiply(ms[:, None])
-        if len(pairs):
-            fr = m.pair_friction.at[pairs, :2].multiply(dr["friction_scale"])
-            updates["pair_friction"] = fr
-        return m.replace(**updates)
+        return randomized_model(self.mjx_model, info["dr"], self._object_mass_bodies(), self._object_pairs())
 
     def _sample_dr(self, key: Array, params: EnvParams) -> dict:
-        k1, k2, k3 = jax.random.split(key, 3)
-        dr = params.dr
-        n_obj = len(self._object_mass_bodies())
-        u = lambda k, rng, shape: jax.random.uniform(k, shape, minval=rng[0], maxval=rng[1])  # noqa: E731
-        return {
-            "mass_scale": u(k1, dr.object_mass, (n_obj,)),
-            "friction_scale": u(k2, dr.friction, ()),
-            "gain_scale": u(k3, dr.actuator_gain, (self.mj_model.nu,)),
-        }
+        """One robot's physical multipliers (``info["dr"]``), drawn at reset and by the auto-reset."""
+        return sample_dr(key, params.dr, len(self._object_mass_bodies()), self.mj_model.nu)
 
     def _ctrl_from_action(self, data, info: dict, action: Array, params: EnvParams) -> tuple[Array, dict]:
         """Maps an action in [-1, 1] to actuator controls; returns (ctrl [nu], info updates)."""
@@ -700,84 +292,63 @@ class MjxTaskEnv:
         info = state.info
         data0 = state.pipeline_state
         ctrl, act_updates = self._ctrl_from_action(data0, info, action, params)
-        model = self.model_for(info)
-        data, aux = self.physics(model, data0.replace(ctrl=ctrl))
+        data, aux = self.physics(self.model_for(info), data0.replace(ctrl=ctrl))
+        bad = self._unstable(data, params)
+        data, task_info, deltas, terms = self._task_step(data0, data, info, aux, params)
+        data, task_info, deltas, terms = self._guard(bad, data, info, task_info, deltas, terms)
 
-        # instability guard: a bad robot falls back to a safe state; nothing non-finite leaks out.
+        t = info["t"] + 1
+        counters = {k: info[k] + deltas[k] for k in COUNTERS}
+        counters["work_seconds"] = t.astype(jnp.float32) * self.dt
+        last = t == self.episode_length
+        reward, metrics = economics.account(
+            counters, deltas, info["prev_mp"], last, params.econ,
+            shaping=self._shaping_reward(terms, params), money_scale=params.money_scale,
+            economic_reward=self.economic_reward, reward_fn=self.reward_fn,
+        )
+        metrics.update({f"shaping_{k}": jnp.asarray(terms[k], jnp.float32) for k in self.SHAPING_TERMS})
+        metrics["unstable"] = bad.astype(jnp.float32)
+        new_info = self._next_info(info, act_updates, task_info, counters, t, bad)
+        obs = self._obs(data, new_info, params)
+        done = (last | bad).astype(jnp.float32)
+        return State(pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=new_info)
+
+    def _unstable(self, data, params: EnvParams) -> Array:
+        """[] bool: the physics went non-finite or some |qvel| exceeds ``params.qvel_limit``."""
         qpos_ok = jnp.all(jnp.isfinite(data.qpos))
         qvel_ok = jnp.all(jnp.isfinite(data.qvel)) & jnp.all(jnp.abs(data.qvel) <= params.qvel_limit)
-        bad = ~(qpos_ok & qvel_ok)
+        return ~(qpos_ok & qvel_ok)
 
-        data, task_info, deltas, terms = self._task_step(data0, data, info, aux, params)
-        task_keys = list(task_info)
-        safe_task = {k: info[k] for k in task_keys}
+    def _guard(self, bad: Array, data, info: dict, task_info: dict, deltas: dict, terms: dict):
+        """Where ``bad``: the safe scene, the old task bookkeeping, no counts and no shaping, so
+        nothing non-finite leaks out of an unstable robot. Returns (data, task_info, deltas, terms)."""
+        safe_task = {k: info[k] for k in task_info}
         task_info = jax.tree.map(lambda new, old: jnp.where(bad, old, new), task_info, safe_task)
         deltas = {k: jnp.where(bad, 0.0, v) for k, v in deltas.items()}
         terms = {k: jnp.where(bad, 0.0, jnp.nan_to_num(v)) for k, v in terms.items()}
         data = jax.tree.map(lambda s, d: d if isinstance(d, np.ndarray) else jnp.where(bad, s, d), self._safe_data, data)
+        return data, task_info, deltas, terms
 
-        t = info["t"] + 1
-        units = info["units"] + deltas["units"]
-        errors = info["errors"] + deltas["errors"]
-        attempts = info["attempts"] + deltas["attempts"]
-        work_seconds = t.astype(jnp.float32) * self.dt
+    def _shaping_reward(self, terms: dict, params: EnvParams) -> Array:
+        """shaping_weight · Σ scale_k · term_k over ``SHAPING_TERMS`` (unscaled terms in, [] out)."""
+        return params.shaping_weight * sum(params.shaping_scales[k] * terms[k] for k in self.SHAPING_TERMS)
 
-        econ = params.econ
-        mp = economics.marginal_product(units, work_seconds)
-        err = economics.error_rate(errors, attempts)
-        wage = economics.implied_wage(mp, err, econ)
-        terms_ep = self.reward_fn(mp, info["prev_mp"], err, econ)
-        scaled = economics.scaled_components(terms_ep, econ)
-        last = t == self.episode_length
-        reward_money = (econ.price_per_unit * deltas["units"] - econ.damage_cost * deltas["errors"]) * params.money_scale
-        reward_episode = jnp.where(last, terms_ep["total"], 0.0)
-        if not self.economic_reward:
-            reward_money = jnp.zeros_like(reward_money)
-            reward_episode = jnp.zeros_like(reward_episode)
-        reward_shaping = params.shaping_weight * sum(params.shaping_scales[k] * terms[k] for k in self.SHAPING_TERMS)
-        reward = reward_money + reward_episode + reward_shaping
-        done = (last | bad).astype(jnp.float32)
-
-        hold = info["ctrl_hold"]
+    def _next_info(self, info: dict, act_updates: dict, task_info: dict, counters: dict, t: Array, bad: Array) -> dict:
+        """``info`` after the step: action-mode and task bookkeeping, the counters and the clocks."""
         new_info = {
             **info,
             **act_updates,
             **task_info,
-            "units": units,
-            "errors": errors,
-            "attempts": attempts,
-            "work_seconds": work_seconds,
+            **counters,
             "t": t,
             "steps": info["steps"] + 1,
             "unstable_resets": info["unstable_resets"] + bad.astype(jnp.int32),
-            "ctrl_hold": hold,
+            "ctrl_hold": info["ctrl_hold"],
         }
         if self.action_mode == "ee_delta":
             # after a guard reset the Cartesian targets restart from the safe pose
             new_info["ee_target"] = jnp.where(bad, self.home_ee, new_info["ee_target"])
-        f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        metrics = {
-            "units": units,
-            "errors": errors,
-            "attempts": attempts,
-            "work_seconds": work_seconds,
-            "mp": mp,
-            "error_rate": err,
-            "implied_wage": wage,
-            "productivity_parity": economics.productivity_parity(mp, econ),
-            "wage_parity": economics.wage_parity(wage, econ),
-            "reward_money": reward_money,
-            "reward_episode": reward_episode,
-            "reward_mp": scaled["reward_mp"],
-            "reward_error": scaled["reward_error"],
-            "reward_wage": scaled["reward_wage"],
-            "reward_shaping": reward_shaping,
-            **{f"shaping_{k}": terms[k] for k in self.SHAPING_TERMS},
-            "unstable": bad,
-        }
-        metrics = {k: f32(v) for k, v in metrics.items()}
-        obs = self._obs(data, new_info, params)
-        return State(pipeline_state=data, obs=obs, reward=f32(reward), done=done, metrics=metrics, info=new_info)
+        return new_info
 
     # -- rendering
     def render(self, states: State | Sequence[State], camera: str | int = "overview", width: int = 320, height: int = 240) -> np.ndarray:
@@ -806,42 +377,4 @@ class MjxTaskEnv:
         out = np.stack(frames)
         return out[0] if single else out
 
-
-@functools.lru_cache(maxsize=8)
-def _home_pose(xml: str, targets: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Home qpos: arms placed by IK (MuJoCo, NumPy) with grasp sites at ``targets``, pointing down.
-
-    Returns:
-      (qpos [nq] float32 with the scene's default object poses, grasp-site positions [2, 3]).
-    """
-    m = mujoco.MjModel.from_xml_path(xml)
-    d = mujoco.MjData(m)
-    robot = Robot.from_model(m)
-    # seed: upper arm down, forearm forward, hand down -- the elbow-down branch a human uses at a
-    # counter; the IK below then only refines it (and stays away from the straight-arm singularity)
-    for arm in range(2):
-        d.qpos[robot.arm_qpos[arm][0]] = 0.0
-        d.qpos[robot.arm_qpos[arm][3]] = -1.6
-        d.qpos[robot.arm_qpos[arm][4]] = 1.6
-    d.qpos[robot.finger_qpos.ravel()] = FINGER_OPEN
-    for _ in range(300):
-        mujoco.mj_kinematics(m, d)
-        mujoco.mj_comPos(m, d)
-        for arm in range(2):
-            jacp = np.zeros((3, m.nv))
-            jacr = np.zeros((3, m.nv))
-            sid = robot.grasp_site[arm]
-            mujoco.mj_jacSite(m, d, jacp, jacr, sid)
-            cols = robot.arm_dof[arm]
-            jac = np.concatenate([jacp[:, cols], jacr[:2, cols]])
-            z = d.site_xmat[sid].reshape(3, 3)[:, 2]
-            err = np.concatenate([np.asarray(targets[arm]) - d.site_xpos[sid], np.cross(z, [0, 0, 1.0])[:2]])
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(5), err)
-            qa = robot.arm_qpos[arm]
-            d.qpos[qa] = np.clip(d.qpos[qa] + 0.5 * dq, m.jnt_range[robot.arm_jnt[arm], 0], m.jnt_range[robot.arm_jnt[arm], 1])
-    mujoco.mj_kinematics(m, d)
-    ee = np.stack([d.site_xpos[robot.grasp_site[a]].copy() for a in range(2)])
-    err = np.abs(ee - np.asarray(targets)).max()
-    if err > 0.01:
-        raise ValueError(f"{xml}: home targets {targets} unreachable (IK error {err:.3f} m)")
-    return d.qpos.astype(np.float32).copy(), ee.astype(np.float32)
+__all__ = ["ASSETS", "ACTION_MODES", "ARMS", "MjxTaskEnv"]

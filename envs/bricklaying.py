@@ -47,8 +47,10 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, FINGER_OPEN, DomainRandomization, EnvParams, MjxTaskEnv, pair_touching
+from envs.base import ASSETS, MjxTaskEnv
 from envs.experts import goal_policy
+from envs.params import DomainRandomization, EnvParams
+from envs.robot import FINGER_OPEN, pair_touching
 from vpjax.economics import EconParams
 
 Array = jax.Array
@@ -74,7 +76,7 @@ def _wrap_half_turn(a: Array) -> Array:
 class BricklayingParams(EnvParams):
     """EnvParams of bricklaying (all array leaves; vmappable).
 
-    Attributes (besides :class:`envs.base.EnvParams`):
+    Attributes (besides :class:`envs.params.EnvParams`):
       mortar_time: [] s a brick must dwell in the mortar zone to get mortar.
       drop_velocity: [] m/s landing speed above which a brick counts as dropped.
       pos_tolerance: [] m, xy distance of a laid brick's centre to its target pose.
@@ -92,7 +94,7 @@ class BricklayingParams(EnvParams):
 
     @classmethod
     def create(cls, econ: EconParams | None = None, **kw: Any) -> "BricklayingParams":
-        """Default params; ``kw`` overrides fields (see :func:`envs.base.override_params`)."""
+        """Default params; ``kw`` overrides fields (see :func:`envs.params.override_params`)."""
         return cls.build(
             econ=_bricklaying_econ() if econ is None else econ,
             shaping_scales={"reach": 0.02, "grasp": 0.05, "mortar": 0.05, "place": 0.1},
@@ -511,16 +513,6 @@ def bricklaying_expert(env: Bricklaying):
         return q.at[5].set(env.roll_target(data, 0, env.course_yaw))
 
     return goal_policy(env, goal_and_grip, joint_lead=JOINT_LEAD, wrist=square_wrist)
-
-
-def _register_expert() -> None:
-    from envs import experts
-
-    if isinstance(getattr(experts, "EXPERTS", None), dict):
-        experts.EXPERTS["bricklaying"] = bricklaying_expert
-
-
-_register_expert()
 
 
 # ----------------------------------------------------------------------------- CLI

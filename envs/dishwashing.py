@@ -40,7 +40,9 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, DomainRandomization, EnvParams, MjxTaskEnv, pair_touching
+from envs.base import ASSETS, MjxTaskEnv
+from envs.params import DomainRandomization, EnvParams
+from envs.robot import pair_touching
 from vpjax.economics import EconParams
 
 Array = jax.Array
@@ -53,7 +55,7 @@ WASH_HEIGHT = 0.25  # m above the counter: top of the wash zone
 class DishwashingParams(EnvParams):
     """EnvParams of dishwashing (all array leaves; vmappable).
 
-    Attributes (besides :class:`envs.base.EnvParams`):
+    Attributes (besides :class:`envs.params.EnvParams`):
       washing_time: [] s a dish must be held in the wash zone.
       break_velocity: [] m/s landing speed above which a dish breaks.
       slot_tolerance: [] m, xy distance to a slot centre that counts as "in the slot".
@@ -67,7 +69,7 @@ class DishwashingParams(EnvParams):
 
     @classmethod
     def create(cls, econ: EconParams | None = None, **kw: Any) -> "DishwashingParams":
-        """Default params; ``kw`` overrides fields (see :func:`envs.base.override_params`)."""
+        """Default params; ``kw`` overrides fields (see :func:`envs.params.override_params`)."""
         return cls.build(
             econ=EconParams.create() if econ is None else econ,
             shaping_scales={"reach": 0.02, "grasp": 0.05, "wash": 0.05, "place": 0.1},

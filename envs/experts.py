@@ -4,8 +4,8 @@
 stateless: the phase of the work is read from the state (dish poses, which dish a hand holds, wash
 timers), so they vmap and scan like any policy and can be restarted from any state.
 
-Register a new task's expert in :data:`EXPERTS` (name -> factory ``env -> policy``); the
-bricklaying expert goes there.
+A task's expert is registered with the task, in envs/__init__.py (``register(name, Env, expert=...)``);
+:func:`make_expert` looks it up there.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
-from envs.base import FINGER_OPEN, dls_ik
+import envs
+from envs.robot import FINGER_OPEN, dls_ik
 
 Policy = Callable[[Any, Any], jax.Array]
 
@@ -224,17 +225,9 @@ def dishwashing_expert(env) -> Policy:
     return goal_policy(env, goal_and_grip, joint_lead=JOINT_LEAD)
 
 
-EXPERTS: dict[str, Callable[[Any], Policy]] = {
-    "dishwashing": dishwashing_expert,  # envs/bricklaying.py registers "bricklaying" on import
-}
-
-
 def make_expert(env) -> Policy:
     """The scripted expert of ``env`` (by ``env.name``) as a jittable ``(state, params) -> action``."""
-    name = getattr(env, "name", None)
-    if name not in EXPERTS:
-        raise ValueError(f"no scripted expert for env {name!r}; experts exist for {sorted(EXPERTS)}")
-    return EXPERTS[name](getattr(env, "unwrapped", env))
+    return envs.expert_factory(getattr(env, "name", None))(getattr(env, "unwrapped", env))
 
 
 def rollout(env, policy: Policy, state, n_steps: int, params=None):

@@ -50,6 +50,13 @@ WAGE_LOSS_POWERS = {"abs": 1.0, "squared": 2.0}
 
 RewardFn = Callable[[ArrayLike, ArrayLike, ArrayLike, "EconParams"], Mapping[str, Array]]
 REWARD_KEYS = ("delta_mp", "error", "wage_loss", "total")
+# Per-step metrics of :func:`account`, in this order (CSV columns follow it); a reward function's
+# extra terms follow as EXTRA_PREFIX + term name.
+METRIC_NAMES = (
+    "units", "errors", "attempts", "work_seconds", "mp", "error_rate", "implied_wage", "productivity_parity",
+    "wage_parity", "reward_money", "reward_episode", "reward_mp", "reward_error", "reward_wage", "reward_shaping",
+)
+EXTRA_PREFIX = "reward_extra_"
 
 
 @struct.dataclass
@@ -116,7 +123,7 @@ class EconParams:
         alpha: float | None = None,
         gamma: float | None = None,
     ) -> "EconParams":
-        """Builds params from Python values (defaults: the seed's dishwashing example).
+        """Builds params from Python values (defaults: README's dishwashing example).
 
         ``alpha``/``gamma`` default to their initial values. Schedules accept "constant",
         "linear", "cosine"; ``wage_loss`` accepts "abs", "squared" or an exponent.
@@ -180,7 +187,7 @@ def error_rate(errors: ArrayLike, attempts: ArrayLike) -> Array:
 
 
 def implied_wage(mp: ArrayLike, err: ArrayLike, params: EconParams) -> Array:
-    """ŵᵣ = p·MPᵣ − cₐ·e·MPᵣ in $/h (errata 2: damage is charged per hour worked)."""
+    """ŵᵣ = p·MPᵣ − cₐ·e·MPᵣ in $/h (damage is charged per hour worked: README, "Economics")."""
     mp = jnp.asarray(mp, float)
     return params.price_per_unit * mp - params.damage_cost * jnp.asarray(err, float) * mp
 
@@ -196,12 +203,12 @@ def wage_parity(wage: ArrayLike, params: EconParams) -> Array:
 
 
 def wage_loss(parity: ArrayLike, params: EconParams) -> Array:
-    """|ŵᵣ/wₕ − 1|^q: q = 1 is the seed's absolute loss, q = 2 its smooth squared loss."""
+    """|ŵᵣ/wₕ − 1|^q: q = 1 is the absolute loss, q = 2 the smooth squared loss."""
     return jnp.abs(jnp.asarray(parity, float) - 1.0) ** params.wage_loss_power
 
 
 def reward_terms(mp: ArrayLike, prev_mp: ArrayLike, err: ArrayLike, params: EconParams) -> dict[str, Array]:
-    """The seed's episode reward r = α·ΔMP − β·e − γ·loss, with its unscaled terms.
+    """The episode reward r = α·ΔMP − β·e − γ·loss, with its unscaled terms.
 
     Args:
       mp: MPᵣ of this episode, [...] units/h.
@@ -223,7 +230,7 @@ def reward_terms(mp: ArrayLike, prev_mp: ArrayLike, err: ArrayLike, params: Econ
 
 
 def scaled_components(terms: Mapping[str, Array], params: EconParams) -> dict[str, Array]:
-    """The seed's logged components: reward_mp = α·ΔMP, reward_error = β·e, reward_wage = γ·loss."""
+    """The logged components: reward_mp = α·ΔMP, reward_error = β·e, reward_wage = γ·loss."""
     return {
         "reward_mp": params.alpha * terms["delta_mp"],
         "reward_error": params.beta * terms["error"],
@@ -231,14 +238,130 @@ def scaled_components(terms: Mapping[str, Array], params: EconParams) -> dict[st
     }
 
 
-def check_reward_fn(fn: RewardFn, params: EconParams) -> None:
-    """Raises a clear error if ``fn`` does not follow the reward-function contract."""
-    out = jax.eval_shape(fn, 1.0, 0.0, 0.0, params)
+def _fn_name(fn: Callable) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
+
+
+def reward_fn_shapes(fn: RewardFn, params: EconParams) -> Mapping[str, Any]:
+    """``fn``'s terms for one robot (scalar float32 inputs), as ``jax.ShapeDtypeStruct`` (nothing runs).
+
+    Raises:
+      TypeError: one line naming ``fn`` when it does not return a dict or branches in Python on a
+        traced value (``if mp > 0:`` must become ``jnp.where``).
+    """
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    try:
+        out = jax.eval_shape(fn, scalar, scalar, scalar, params)
+    except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError) as e:
+        kind = type(e).__name__
+        raise TypeError(f"reward function {_fn_name(fn)!r} uses a Python if/bool on a traced value ({kind}); "
+                        "write the branch with jnp.where") from None
     if not isinstance(out, Mapping):
-        raise TypeError(f"reward function {getattr(fn, '__name__', fn)!r} must return a dict, got {type(out).__name__}")
+        raise TypeError(f"reward function {_fn_name(fn)!r} must return a dict, got {type(out).__name__}")
+    return out
+
+
+def check_reward_fn(fn: RewardFn, params: EconParams) -> None:
+    """Raises a one-line TypeError naming ``fn`` (and the term) if it breaks the reward contract.
+
+    The contract: a dict with at least :data:`REWARD_KEYS`; every term, the extra ones included,
+    is a scalar float per robot (shape ``()``, floating dtype) for scalar inputs, and the function
+    is traceable (no Python ``if`` on its inputs).
+    """
+    out = reward_fn_shapes(fn, params)
     missing = [k for k in REWARD_KEYS if k not in out]
     if missing:
-        raise TypeError(f"reward function {getattr(fn, '__name__', fn)!r} lacks keys {missing}; it must return {list(REWARD_KEYS)}")
+        raise TypeError(f"reward function {_fn_name(fn)!r} lacks keys {missing}; it must return {list(REWARD_KEYS)}")
+    for key, term in out.items():
+        shape, dtype = getattr(term, "shape", None), getattr(term, "dtype", None)
+        if not isinstance(key, str) or not key.isidentifier():
+            raise TypeError(f"reward function {_fn_name(fn)!r}: term name {key!r} must be an identifier string")
+        if shape != () or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"reward function {_fn_name(fn)!r}: term {key!r} must be a scalar float per robot "
+                            f"(shape (), float dtype), got shape {shape} dtype {dtype}")
+
+
+def reward_extra_names(fn: RewardFn, params: EconParams) -> tuple[str, ...]:
+    """Metric names of the terms ``fn`` returns beyond :data:`REWARD_KEYS`: ``reward_extra_<term>``, sorted."""
+    return tuple(f"{EXTRA_PREFIX}{k}" for k in sorted(reward_fn_shapes(fn, params)) if k not in REWARD_KEYS)
+
+
+def metric_names(fn: RewardFn, params: EconParams) -> tuple[str, ...]:
+    """The keys of :func:`account`'s metrics with reward function ``fn``: :data:`METRIC_NAMES` then the extras."""
+    return METRIC_NAMES + reward_extra_names(fn, params)
+
+
+def parity_holds(prod_parity: ArrayLike, wage_par: ArrayLike, params: EconParams) -> Array:
+    """Both parity conditions: MPᵣ/MPₕ ≥ 1 − ε and |ŵᵣ/wₕ − 1| ≤ δ (bool, shapes broadcast)."""
+    return (jnp.asarray(prod_parity) >= params.productivity_threshold) & (
+        jnp.abs(jnp.asarray(wage_par) - 1.0) <= params.wage_tolerance
+    )
+
+
+def account(
+    counters: Mapping[str, ArrayLike],
+    deltas: Mapping[str, ArrayLike],
+    prev_mp: ArrayLike,
+    last: ArrayLike,
+    params: EconParams,
+    *,
+    shaping: ArrayLike = 0.0,
+    money_scale: ArrayLike = 1.0,
+    economic_reward: bool = True,
+    reward_fn: RewardFn | None = None,
+) -> tuple[Array, dict[str, Array]]:
+    """One robot's step reward and economic metrics, from its episode counters (the one place they are computed).
+
+    The reward is (money + episode) + shaping: money p·Δunits − cₐ·Δerrors every step (times
+    ``money_scale``), the episode reward ``reward_fn(...)["total"]`` on the last step, and the
+    task's already scaled shaping reward.
+
+    Args:
+      counters: the episode's counters after this step: ``units``, ``errors``, ``attempts``,
+        ``work_seconds``, each [] (or any common shape).
+      deltas: this step's ``units`` and ``errors``, [].
+      prev_mp: MPᵣ of the robot's previous episode, [].
+      last: [] bool, whether this is the episode's last step.
+      params: EconParams (schedules applied).
+      shaping: [] the task's scaled shaping reward.
+      money_scale: [] multiplier of the money reward ($ -> reward).
+      economic_reward: False (static) zeroes the money and episode parts (reward and metrics).
+      reward_fn: the episode reward, signature of :func:`reward_terms` (None: :func:`reward_terms`).
+
+    Returns:
+      (reward [] float32, metrics dict float32 with the keys :func:`metric_names` gives for
+      ``reward_fn``: counters, MPᵣ, e, ŵᵣ, parities, the reward parts and ``reward_extra_<term>``).
+    """
+    fn = reward_terms if reward_fn is None else reward_fn
+    units, errors = counters["units"], counters["errors"]
+    mp = marginal_product(units, counters["work_seconds"])
+    err = error_rate(errors, counters["attempts"])
+    wage = implied_wage(mp, err, params)
+    terms = fn(mp, prev_mp, err, params)
+    scaled = scaled_components(terms, params)
+    money = (params.price_per_unit * deltas["units"] - params.damage_cost * deltas["errors"]) * money_scale
+    episode = jnp.where(last, terms["total"], 0.0)
+    if not economic_reward:
+        money, episode = jnp.zeros_like(money), jnp.zeros_like(episode)
+    reward = money + episode + shaping
+    metrics = {
+        "units": units,
+        "errors": errors,
+        "attempts": counters["attempts"],
+        "work_seconds": counters["work_seconds"],
+        "mp": mp,
+        "error_rate": err,
+        "implied_wage": wage,
+        "productivity_parity": productivity_parity(mp, params),
+        "wage_parity": wage_parity(wage, params),
+        "reward_money": money,
+        "reward_episode": episode,
+        **scaled,
+        "reward_shaping": shaping,
+        **{f"{EXTRA_PREFIX}{k}": terms[k] for k in sorted(terms) if k not in REWARD_KEYS},
+    }
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return f32(reward), {k: f32(v) for k, v in metrics.items()}
 
 
 def _anneal(kind: Array, start: Array, end: Array, progress: Array) -> Array:
@@ -286,9 +409,7 @@ def convergence_update(
 
     ``converged`` latches once the streak reaches ``eval_window``.
     """
-    ok = (jnp.asarray(prod_parity) >= params.productivity_threshold) & (
-        jnp.abs(jnp.asarray(wage_par) - 1.0) <= params.wage_tolerance
-    )
+    ok = parity_holds(prod_parity, wage_par, params)
     streak = jnp.where(ok, state.streak + 1, 0)
     return ConvergenceState(streak=streak, converged=state.converged | (streak >= params.eval_window))
 
@@ -297,7 +418,7 @@ def convergence_update(
 
 
 def kappa(mean: ArrayLike, lower: ArrayLike, floor: ArrayLike) -> Array:
-    """Confidence discount κ = lower/mean clipped to [floor, 1]; κ = floor where mean ≤ 0 (errata 4)."""
+    """Confidence discount κ = lower/mean clipped to [floor, 1]; κ = floor where mean ≤ 0."""
     mean = jnp.asarray(mean, float)
     lower = jnp.asarray(lower, float)
     floor = jnp.asarray(floor, float)
@@ -322,26 +443,9 @@ def trueup(ex_ante: ArrayLike, realized: ArrayLike) -> Array:
 
 
 __all__ = [
-    "EconParams",
-    "ConvergenceState",
-    "RewardFn",
-    "REWARD_KEYS",
-    "CONSTANT",
-    "LINEAR",
-    "COSINE",
-    "marginal_product",
-    "error_rate",
-    "implied_wage",
-    "productivity_parity",
-    "wage_parity",
-    "wage_loss",
-    "reward_terms",
-    "scaled_components",
-    "check_reward_fn",
-    "schedule",
-    "with_schedule",
-    "convergence_update",
-    "kappa",
-    "noshare_premium",
-    "trueup",
+    "EconParams", "ConvergenceState", "RewardFn", "REWARD_KEYS", "METRIC_NAMES", "EXTRA_PREFIX", "CONSTANT",
+    "LINEAR", "COSINE", "marginal_product", "error_rate", "implied_wage", "productivity_parity",
+    "wage_parity", "wage_loss", "reward_terms", "scaled_components", "check_reward_fn", "reward_fn_shapes",
+    "reward_extra_names", "metric_names", "parity_holds", "account", "schedule", "with_schedule",
+    "convergence_update", "kappa", "noshare_premium", "trueup",
 ]

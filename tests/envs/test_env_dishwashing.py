@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mujoco import mjx
 
 import envs
-from envs.base import arm_jacobian
+from envs.robot import arm_jacobian
 from envs.batching import vmap_robots
 from envs.experts import make_expert
 

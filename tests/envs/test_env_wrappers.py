@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs.base import State
+from envs.contract import State
 from envs.wrappers import CACHE_KEY, AutoReset
 from vpjax import economics
 
