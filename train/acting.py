@@ -92,8 +92,7 @@ def env_step(env, nets: PPONetworks, cfg: PPOConfig, carry, key):
     econ = env_params.econ
     ended = {k: m[k].astype(jnp.float32) for k in EPISODE_METRICS}
     ended["episode_return"] = ep_total
-    ended["parity_ok"] = ((m["productivity_parity"] >= econ.productivity_threshold)
-                          & (jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)).astype(jnp.float32)
+    ended["parity_ok"] = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ).astype(jnp.float32)
     shaping = m["reward_shaping"].astype(jnp.float32) if "reward_shaping" in m else jnp.zeros_like(reward)
     acc = {**{f"sum_{k}": acc[f"sum_{k}"] + v * done for k, v in ended.items()},
            "episodes_done": acc["episodes_done"] + done,
@@ -160,8 +159,7 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
     ones = jnp.ones((num_envs,), jnp.float32)
     (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
                                                  length=min(steps, env.episode_length) if steps else env.episode_length)
-    ok = (final["productivity_parity"] >= econ.productivity_threshold) & (
-        jnp.abs(final["wage_parity"] - 1.0) <= econ.wage_tolerance)
+    ok = E.parity_holds(final["productivity_parity"], final["wage_parity"], econ)
     out = {k: jnp.mean(final[k].astype(jnp.float32)) for k in EPISODE_METRICS}
     out["episode_return"] = jnp.mean(ret)
     out["success_rate"] = jnp.mean(ok.astype(jnp.float32))

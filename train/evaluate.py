@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vpjax import economics
+
 
 def build_parser():
     from vpjax.cli import ArgumentParser
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     converged = bool(mrows and mrows[-1].get("converged", 0) > 0)
     streak = int(mrows[-1]["streak"]) if mrows else 0
     thr, tol = float(econ.productivity_threshold), float(econ.wage_tolerance)
-    holds_now = ev["productivity_parity"] >= thr and abs(ev["wage_parity"] - 1.0) <= tol
+    holds_now = bool(economics.parity_holds(ev["productivity_parity"], ev["wage_parity"], econ))
     t = Table(title=f"{conf.get('env')} — {run} (member {args.member}, {args.robots} robots, 1 episode each, "
                     "deterministic policy)")
     t.add_column("metric")

@@ -237,7 +237,7 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, steps: 
     (s, _), _ = jax.lax.scan(body, (s, jnp.ones((num_envs,), jnp.float32)), None, length=length)
     m = s.metrics
     econ = env_params.econ
-    ok = (m["productivity_parity"] >= econ.productivity_threshold) & (jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)
+    ok = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ)
     out = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
     out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
     out["per_robot_mp"] = m["mp"].astype(jnp.float32)
@@ -321,8 +321,7 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
         m = s.metrics
         metrics = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
         econ = env_params.econ
-        ok = (m["productivity_parity"] >= econ.productivity_threshold) & (
-            jnp.abs(m["wage_parity"] - 1.0) <= econ.wage_tolerance)
+        ok = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ)
         metrics["success_rate"] = jnp.mean(ok.astype(jnp.float32))
         metrics["per_robot_mp"] = m["mp"].astype(jnp.float32)
         metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)

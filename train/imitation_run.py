@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from vpjax import economics as E
+
 from . import checkpoint as ckpt
 from .imitation import EPISODE_METRICS, ImitationConfig, curriculum_params, make_imitation
 from .metrics_log import append_rows
@@ -79,9 +81,8 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
                buffer_rows=buffer_rows, learning_rate=lr)
     if ev is not None:
         row.update({k: ev[v] for k, v in _EVAL.items()})
-    thr, tol = float(econ.productivity_threshold), float(econ.wage_tolerance)
     judged = ev if ev is not None else col
-    row["converged"] = float(judged["productivity_parity"] >= thr and abs(judged["wage_parity"] - 1.0) <= tol)
+    row["converged"] = float(E.parity_holds(judged["productivity_parity"], judged["wage_parity"], econ))
     row["streak"] = row["converged"]
     return row
 
@@ -199,8 +200,8 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
         if result.rows:
             last_row = result.rows[-1]
             last_row.update({k: result.final_eval[v] for k, v in _EVAL.items()})
-            thr, tol = float(env_params.econ.productivity_threshold), float(env_params.econ.wage_tolerance)
-            ok = result.final_eval["productivity_parity"] >= thr and abs(result.final_eval["wage_parity"] - 1.0) <= tol
+            ok = E.parity_holds(result.final_eval["productivity_parity"], result.final_eval["wage_parity"],
+                                env_params.econ)
             last_row["converged"] = last_row["streak"] = float(ok)
             if out:
                 _truncate_csv(csv_path, result.rounds - 1)

@@ -199,3 +199,85 @@ def test_bad_reward_fn_is_rejected_with_its_name():
 def test_trueup_sign_convention():
     assert float(E.trueup(100.0, 60.0)) == pytest.approx(40.0)  # refund
     assert float(E.trueup(60.0, 100.0)) == pytest.approx(-40.0)  # further bill
+
+
+# ----------------------------------------------------------------------------- accounting and plug-ins
+
+
+def test_parity_holds_matches_the_convergence_rule():
+    pp = jnp.array([0.95, 0.94, 1.2, 1.0])
+    wp = jnp.array([1.05, 1.0, 0.89, 1.0])
+    np.testing.assert_array_equal(np.asarray(E.parity_holds(pp, wp, P)), [True, False, False, True])
+    st = E.convergence_update(E.ConvergenceState.init((4,)), pp, wp, P)
+    np.testing.assert_array_equal(np.asarray(st.streak), [1, 0, 0, 1])
+
+
+def test_account_matches_the_formulas_and_is_jittable():
+    counters = {"units": 3.0, "errors": 1.0, "attempts": 4.0, "work_seconds": 180.0}
+    deltas = {"units": 1.0, "errors": 0.0}
+    for last in (False, True):
+        reward, m = jax.jit(E.account, static_argnames="economic_reward")(
+            counters, deltas, 30.0, last, P, shaping=0.25, money_scale=10.0)
+        assert set(m) == set(E.METRIC_NAMES) and all(v.dtype == jnp.float32 for v in m.values())
+        mp, err = 60.0, 0.25
+        assert float(m["mp"]) == pytest.approx(mp) and float(m["error_rate"]) == pytest.approx(err)
+        assert float(m["implied_wage"]) == pytest.approx(0.30 * mp - 1.0 * err * mp)
+        total = float(E.reward_terms(mp, 30.0, err, P)["total"])
+        assert float(m["reward_money"]) == pytest.approx(10.0 * 0.30)
+        assert float(m["reward_episode"]) == pytest.approx(total if last else 0.0)
+        assert float(reward) == pytest.approx(3.0 + (total if last else 0.0) + 0.25, rel=1e-6)
+    reward, m = E.account(counters, deltas, 30.0, True, P, shaping=0.25, economic_reward=False)
+    assert float(reward) == pytest.approx(0.25) and float(m["reward_money"]) == float(m["reward_episode"]) == 0.0
+
+
+def _bonus_reward(mp, prev_mp, err, params):
+    terms = E.reward_terms(mp, prev_mp, err, params)
+    return {**terms, "total": terms["total"] + 1.0, "bonus": 0.5 * mp / params.human_mp}
+
+
+def test_account_honours_the_reward_fn_and_reports_its_extra_terms():
+    counters = {"units": 2.0, "errors": 0.0, "attempts": 2.0, "work_seconds": 240.0}
+    deltas = {"units": 0.0, "errors": 0.0}
+    base, _ = E.account(counters, deltas, 0.0, True, P)
+    reward, m = E.account(counters, deltas, 0.0, True, P, reward_fn=_bonus_reward)
+    assert float(reward) == pytest.approx(float(base) + 1.0, rel=1e-6)
+    assert float(m["reward_extra_bonus"]) == pytest.approx(0.5 * 30.0 / 60.0)
+    assert E.reward_extra_names(_bonus_reward, P) == ("reward_extra_bonus",)
+    assert E.metric_names(_bonus_reward, P) == E.METRIC_NAMES + ("reward_extra_bonus",)
+    assert tuple(m) == E.metric_names(_bonus_reward, P)
+    assert E.metric_names(E.reward_terms, P) == E.METRIC_NAMES
+
+
+def _vector_total(mp, prev_mp, err, params):
+    terms = E.reward_terms(mp, prev_mp, err, params)
+    return {**terms, "total": jnp.stack([terms["total"]] * 3)}
+
+
+def _int_total(mp, prev_mp, err, params):
+    return {**E.reward_terms(mp, prev_mp, err, params), "total": jnp.int32(1)}
+
+
+def _vector_extra(mp, prev_mp, err, params):
+    return {**E.reward_terms(mp, prev_mp, err, params), "per_dish": jnp.zeros((4,))}
+
+
+def _python_if(mp, prev_mp, err, params):
+    terms = E.reward_terms(mp, prev_mp, err, params)
+    if mp > prev_mp:
+        return {**terms, "total": terms["total"] + 1.0}
+    return terms
+
+
+@pytest.mark.parametrize("fn, names", [
+    (_vector_total, ("_vector_total", "'total'", "shape (3,)")),
+    (_int_total, ("_int_total", "'total'", "int32")),
+    (_vector_extra, ("_vector_extra", "'per_dish'", "shape (4,)")),
+    (_python_if, ("_python_if", "Python if", "jnp.where")),
+])
+def test_check_reward_fn_names_the_function_and_the_term(fn, names):
+    with pytest.raises(TypeError) as info:
+        E.check_reward_fn(fn, P)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for part in names:
+        assert part in msg, msg

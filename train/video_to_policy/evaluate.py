@@ -121,8 +121,7 @@ def summarize(name: str, metrics: dict, econ: E.EconParams) -> dict:
     for k in REPORT_KEYS:
         row[k] = float(np.mean(metrics[k]))
     row["mp_std"] = float(np.std(metrics["mp"]))
-    ok = (metrics["productivity_parity"] >= float(econ.productivity_threshold)) & (
-        np.abs(metrics["wage_parity"] - 1.0) <= float(econ.wage_tolerance))
+    ok = np.asarray(E.parity_holds(metrics["productivity_parity"], metrics["wage_parity"], econ))
     row["parity_rate"] = float(np.mean(ok))
     return row
 
