@@ -92,9 +92,10 @@ def make(name: str, **overrides: Any) -> MjxTaskEnv:
 
 
 # ---- the one registration point: every task and its expert -------------------------------------
-from envs.bricklaying import Bricklaying, bricklaying_expert  # noqa: E402
+from envs.bricklaying import Bricklaying  # noqa: E402
+from envs.bricklaying_expert import bricklaying_expert  # noqa: E402
 from envs.dishwashing import Dishwashing  # noqa: E402
-from envs.experts import dishwashing_expert  # noqa: E402
+from envs.dishwashing_expert import dishwashing_expert  # noqa: E402
 
 register("dishwashing", Dishwashing, expert=dishwashing_expert)
 register("bricklaying", Bricklaying, expert=bricklaying_expert)
