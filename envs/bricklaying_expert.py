@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs.bricklaying import Bricklaying
-from envs.experts import goal_policy
+from envs.experts import goal_policy, require_right_arm
 from envs.robot import FINGER_OPEN
 
 # Motion parameters of the bricklaying expert: careful human-like speeds.
@@ -28,12 +28,9 @@ def bricklaying_expert(env: Bricklaying):
     ``arms`` that include the right arm; the env's yaw hold keeps the brick square) and ``joint``
     mode (it runs the env's IK and squares the wrist itself).
 
-    Long by design: ``goal_and_grip`` is one decision tree of ``jnp.where`` selections over
-    geometry computed once at its top; split into functions, every branch would recompute or pass
-    that geometry around.
+    Long by design, for the reason :func:`envs.dishwashing_expert.dishwashing_expert` gives.
     """
-    if 0 not in env.active_arms:
-        raise ValueError(f"bricklaying expert drives the right arm; env has arms={env.arms!r}")
+    require_right_arm(env, "bricklaying expert")
     r = env.robot
     slots = jnp.asarray(env.slots)
     rest_z = jnp.asarray(env.brick_rest_z)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import mujoco
 
-from envs.experts import Policy, goal_policy
+from envs.experts import Policy, goal_policy, require_right_arm
 from envs.robot import FINGER_OPEN
 
 # Motion parameters of the dishwashing expert: careful human-like speeds.
@@ -42,8 +42,7 @@ def dishwashing_expert(env) -> Policy:
     geometry computed once at its top; split into functions, every branch would recompute or pass
     that geometry around.
     """
-    if 0 not in env.active_arms:
-        raise ValueError(f"dishwashing expert drives the right arm; env has arms={env.arms!r}")
+    require_right_arm(env, "dishwashing expert")
     r = env.robot
     sink = jnp.asarray(env.sink_center)
     slots = jnp.asarray(env.slots)

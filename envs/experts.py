@@ -29,6 +29,12 @@ def _step_toward(cur: jax.Array, goal: jax.Array, max_step: jax.Array) -> jax.Ar
     return cur + d * jnp.minimum(1.0, max_step / jnp.maximum(n, 1e-9))
 
 
+def require_right_arm(env, who: str) -> None:
+    """Raises ValueError unless ``env`` drives the right arm (the arm the task experts use)."""
+    if 0 not in env.active_arms:
+        raise ValueError(f"{who} drives the right arm; env has arms={env.arms!r}")
+
+
 def goal_policy(
     env,
     goal_and_grip: Callable[[Any, Any], tuple[jax.Array, jax.Array, jax.Array]],
