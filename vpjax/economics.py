@@ -15,8 +15,10 @@ Formulas (see README, "Economics"):
 
 The reward function used by the trainer and the environments is pluggable: any function with the
 signature of :func:`reward_terms` -- ``(mp, prev_mp, err, params) -> dict`` with at least the
-keys ``delta_mp``, ``error``, ``wage_loss`` and ``total`` -- may be passed where the built-in is
-used. Example, a one-sided wage penalty that does not punish exceeding the human wage::
+keys ``delta_mp``, ``error``, ``wage_loss`` and ``total``, each a scalar float per robot -- may be
+passed where the built-in is used; further terms it returns appear in the env metrics as
+``reward_extra_<term>``. :func:`account` is where every task turns its counters into reward and
+metrics. Example, a one-sided wage penalty that does not punish exceeding the human wage::
 
     def one_sided_wage(mp, prev_mp, err, params):
         terms = reward_terms(mp, prev_mp, err, params)
