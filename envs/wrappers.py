@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.contract import State
+from vpjax import economics
 
 # per-robot memory that survives episode boundaries (everything else in info starts fresh)
 CARRY_KEYS = ("prev_mp", "episodes", "unstable_resets")
@@ -94,8 +95,9 @@ class AutoReset:
         cache = info.pop(CACHE_KEY, None)
         nxt = self.env.step(state.replace(info=info), action, params)
         key, k_reset = jax.random.split(nxt.info["rng"])
-        carry = {  # the finished episode's MPᵣ, as the env's accounting computed it
-            "prev_mp": jnp.asarray(nxt.metrics["mp"], nxt.info["prev_mp"].dtype),
+        mp = economics.marginal_product(nxt.info["units"], nxt.info["work_seconds"])
+        carry = {
+            "prev_mp": jnp.asarray(mp, nxt.info["prev_mp"].dtype),
             "episodes": nxt.info["episodes"] + 1,
             "unstable_resets": nxt.info["unstable_resets"],
         }
