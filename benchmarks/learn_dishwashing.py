@@ -37,39 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 
 def expert_economics(env, env_params, robots: int, seed: int = 7) -> dict | None:
-    """The scripted expert's deterministic-episode economics (same evaluation as the policy)."""
-    try:
-        from envs.experts import make_expert
-    except Exception:
-        return None
+    """The scripted expert's deterministic-episode economics (the loop that judges the policy), or None."""
     from envs.batching import vmap_robots
-    from train.ppo import evaluate_policy
+    from envs.experts import make_expert
+    from train.acting import evaluate_actor
 
     try:
         expert = make_expert(env)
-    except Exception as e:  # pragma: no cover - env without an expert
+    except ValueError as e:  # an env without a registered expert
         print(f"no expert: {e}")
         return None
-
-    # The expert reads the state, not only the observation: evaluate with a state-aware loop.
-    def run(key):
-        s = vmap_robots(env.reset, (0, None))(jax.random.split(key, robots), env_params)
-
-        def body(s, _):
-            a = jax.vmap(expert, in_axes=(0, None))(s, env_params)
-            s2 = vmap_robots(env.step, (0, 0, None))(s, a, env_params)
-            return s2, None
-
-        s, _ = jax.lax.scan(body, s, None, length=env.episode_length)
-        return {k: jnp.mean(s.metrics[k]) for k in ("mp", "error_rate", "implied_wage", "productivity_parity",
-                                                    "wage_parity")}
-
-    del evaluate_policy
-    return {k: float(v) for k, v in jax.device_get(jax.jit(run)(jax.random.PRNGKey(seed))).items()}
+    run = jax.jit(lambda key: evaluate_actor(env, env_params, vmap_robots(expert, (0, None)), key, robots))
+    return {k: float(v) for k, v in jax.device_get(run(jax.random.PRNGKey(seed))).items()}
 
 
 def main(argv=None) -> int:
@@ -94,6 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
+    from train.acting import curriculum_end
     from train.cli import build_parser
     from train.setup import resolve
     from train.evaluate import plot_parity
@@ -180,8 +163,7 @@ def main(argv=None) -> int:
     md = res / f"{stem}.md"
     md.write_text("\n".join(lines + tail) + "\n")  # written now, so a timeout in the expert run keeps it
     if not args.no_expert:
-        expert = expert_economics(env, env_params.replace(
-            econ=econ.replace(alpha=econ.alpha_final, gamma=econ.gamma_final)), min(max(ppo.num_eval_envs, 4), 64))
+        expert = expert_economics(env, curriculum_end(env_params), min(max(ppo.num_eval_envs, 4), 64))
     if expert:
         lines.append(f"| scripted expert (same env, full episode): MPᵣ / e / prod. parity / wage parity | "
                      f"{expert['mp']:.1f} / {expert['error_rate']:.3f} / {expert['productivity_parity']:.3f} / "

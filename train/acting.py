@@ -127,10 +127,30 @@ def rollout(env, nets: PPONetworks, cfg: PPOConfig, params, norm, env_state, ep_
     return env_state, ep_return, traj, acc
 
 
-def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False,
-                    steps: int = 0):
-    """Runs ``num_envs`` robots for one full episode with ``act(obs [N, obs]) -> actions``, no auto-reset.
+def hold_finished(keep, new, old):
+    """``new`` where ``keep`` [N] is true, else ``old``: robots whose episode ended stay at their last state."""
+    return jax.tree.map(lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
+
+def summarize_episodes(metrics: dict, econ) -> dict:
+    """Per-robot episode metrics [N] -> their means and ``success_rate`` (robots meeting both parity conditions)."""
+    out = {k: jnp.mean(metrics[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+    ok = E.parity_holds(metrics["productivity_parity"], metrics["wage_parity"], econ)
+    out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
+    return out
+
+
+def curriculum_end(env_params):
+    """The params a trained policy is judged with: α and γ at the end of their curriculum."""
+    econ = env_params.econ
+    return env_params.replace(econ=econ.replace(alpha=econ.alpha_final, gamma=econ.gamma_final))
+
+
+def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_states: bool = False,
+                   steps: int = 0):
+    """Runs ``num_envs`` robots for one full episode with ``actor(states, env_params) -> actions``, no auto-reset.
+
+    The actor sees the whole batched state, so a scripted expert and a policy are judged by the same loop.
     Robots whose episode ends early (instability) are frozen at their last state. ``steps`` > 0 stops
     after that many control steps (the economics are rates over the time worked so far).
 
@@ -144,12 +164,11 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
 
     def body(carry, _):
         s, alive, ret, final = carry
-        s2 = vmap_robots(env.step, (0, 0, None))(s, act(s.obs), env_params)
+        s2 = vmap_robots(env.step, (0, 0, None))(s, actor(s, env_params), env_params)
         ret = ret + alive * s2.reward
         final = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), s2.metrics, final)
         alive_next = alive * (1.0 - s2.done)
-        keep = alive_next > 0
-        s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
+        s = hold_finished(alive_next > 0, s2, s)
         rec = None
         if return_states:  # robot 0 only; qpos suffices for MuJoCo rendering
             ps = s2.pipeline_state
@@ -159,13 +178,17 @@ def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_s
     ones = jnp.ones((num_envs,), jnp.float32)
     (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
                                                  length=min(steps, env.episode_length) if steps else env.episode_length)
-    ok = E.parity_holds(final["productivity_parity"], final["wage_parity"], econ)
-    out = {k: jnp.mean(final[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+    out = summarize_episodes(final, econ)
     out["episode_return"] = jnp.mean(ret)
-    out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
     if return_states:
         return out, states
     return out
+
+
+def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False,
+                    steps: int = 0):
+    """:func:`evaluate_actor` with a policy of the observations, ``act(obs [N, obs]) -> actions``."""
+    return evaluate_actor(env, env_params, lambda s, _: act(s.obs), key, num_envs, return_states, steps)
 
 
 def policy_fn(cfg: PPOConfig, observation_size: int, action_size: int):

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .acting import evaluate_policy, policy_fn
+    from .acting import curriculum_end, evaluate_policy, policy_fn
     from .members import member_env_params
 
     args = build_parser().parse_args(argv)
@@ -149,8 +149,8 @@ def main(argv=None) -> int:
     params, norm = pick(data["params"]), pick(data["norm"])
     act_fn = policy_fn(cfg, env.observation_size, env.action_size)
     # Evaluate at the end of the curriculum: the final α, γ are what the trained policy is judged with.
-    econ = env_params.econ.replace(alpha=env_params.econ.alpha_final, gamma=env_params.econ.gamma_final)
-    env_params = env_params.replace(econ=econ)
+    env_params = curriculum_end(env_params)
+    econ = env_params.econ
     want_states = args.video is not None
     ev_fn = jax.jit(lambda k: evaluate_policy(env, env_params, lambda o: act_fn(params, norm, o), k, args.robots,
                                               return_states=want_states, steps=args.steps))

@@ -29,14 +29,12 @@ import optax
 from flax import struct
 
 from envs.batching import vmap_robots
-from vpjax import economics as E
+from vpjax.schema import FieldError
 
+from .acting import evaluate_actor, hold_finished, summarize_episodes
 from .networks import RunningStats, TanhGaussian, make_networks
 
 ALGORITHMS = ("dagger", "bc")
-# Per-episode economics read from the env's metrics at the end of a rollout (mean over robots).
-EPISODE_METRICS = ("mp", "error_rate", "implied_wage", "productivity_parity", "wage_parity", "units", "errors",
-                   "attempts", "reward_episode", "reward_mp", "reward_error", "reward_wage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +98,7 @@ class ImitationConfig:
         ]
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"imitation.{name} = {getattr(self, name)!r}: {rule}")
+                raise FieldError("imitation", name, getattr(self, name), rule)
 
     def beta(self, round_index: int) -> float:
         """β of round ``round_index`` (1 for every round of ``bc``)."""
@@ -115,16 +113,6 @@ class ImitationConfig:
         d = dataclasses.asdict(self)
         d["beta_schedule"] = list(self.beta_schedule)
         return d
-
-    @classmethod
-    def from_mapping(cls, data: dict | None) -> "ImitationConfig":
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"imitation.{unknown[0]}: unknown key")
-        if "beta_schedule" in data:
-            data["beta_schedule"] = tuple(float(b) for b in data["beta_schedule"])
-        return cls(**data)
 
 
 @struct.dataclass
@@ -215,35 +203,6 @@ def bc_loss(policy_net, dist: TanhGaussian, policy_params, norm: RunningStats, o
     return mse + 1e-2 * std_loss, {"bc_mse": mse, "bc_std": jnp.mean(scale)}
 
 
-def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, steps: int = 0):
-    """One deterministic episode of ``num_envs`` fresh robots driven by ``actor(states, params) -> [N, action]``.
-
-    Robots whose episode ends early (instability) are frozen at their last state.
-
-    Returns:
-      dict of [] scalars: the episode's economics (mean over robots) and ``success_rate`` (the fraction
-      of robots meeting both parity conditions), plus ``per_robot_mp`` [num_envs].
-    """
-    length = min(steps, env.episode_length) if steps else env.episode_length
-    s = vmap_robots(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
-
-    def body(carry, _):
-        s, alive = carry
-        s2 = vmap_robots(env.step, (0, 0, None))(s, actor(s, env_params), env_params)
-        keep = (alive * (1.0 - s2.done)) > 0
-        s = jax.tree.map(lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old), s2, s)
-        return (s, alive * (1.0 - s2.done)), None
-
-    (s, _), _ = jax.lax.scan(body, (s, jnp.ones((num_envs,), jnp.float32)), None, length=length)
-    m = s.metrics
-    econ = env_params.econ
-    ok = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ)
-    out = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
-    out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
-    out["per_robot_mp"] = m["mp"].astype(jnp.float32)
-    return out
-
-
 class Imitation(NamedTuple):
     """The jitted-ready pieces of an imitation run (see :func:`make_imitation`)."""
 
@@ -274,8 +233,8 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
                                           ppo_cfg.value_hidden, ppo_cfg.activation)
     dist = TanhGaussian(ppo_cfg.min_std)
     norm_on = ppo_cfg.normalize_obs
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0),
-                            optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate))
+    # Adam without its step size: the round's learning rate is an argument of fit (no recompile per round)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam())
     expert_b = vmap_robots(expert, (0, None))
 
     def act(params, norm, obs):
@@ -295,8 +254,8 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
 
         Returns:
           (state, metrics): the rollout's economics at its last step (mean over robots; with β = 0 the
-          student's own deterministic performance on unseen scenes), ``per_robot_mp`` [num_envs] and
-          ``expert_fraction`` (the share of steps the expert acted).
+          student's own deterministic performance on unseen scenes) and ``expert_fraction`` (the share
+          of steps the expert acted).
         """
         key, k_reset, k_mix = jax.random.split(state.key, 3)
         s = vmap_robots(env.reset, (0, None))(jax.random.split(k_reset, cfg.num_envs), env_params)
@@ -309,21 +268,14 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
             a = jnp.where(use_expert[:, None], label, own)
             s2 = vmap_robots(env.step, (0, 0, None))(s, a, env_params)
             alive2 = alive * (1.0 - s2.done)
-            keep = alive2 > 0
-            s_next = jax.tree.map(lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), n, o), s2, s)
-            return (s_next, alive2), (s.obs, label, alive, use_expert.astype(jnp.float32) * alive)
+            return (hold_finished(alive2 > 0, s2, s), alive2), (s.obs, label, alive, use_expert.astype(jnp.float32) * alive)
 
         (s, _), (obs, labels, valid, used) = jax.lax.scan(body, (s, jnp.ones((cfg.num_envs,), jnp.float32)),
                                                           jax.random.split(k_mix, steps))
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
         buffer = state.buffer.add(flat(obs), flat(labels), flat(valid))
         norm = state.norm.update(flat(obs)) if norm_on else state.norm
-        m = s.metrics
-        metrics = {k: jnp.mean(m[k].astype(jnp.float32)) for k in EPISODE_METRICS}
-        econ = env_params.econ
-        ok = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ)
-        metrics["success_rate"] = jnp.mean(ok.astype(jnp.float32))
-        metrics["per_robot_mp"] = m["mp"].astype(jnp.float32)
+        metrics = summarize_episodes(s.metrics, env_params.econ)
         metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)
         return state.replace(buffer=buffer, norm=norm, key=key), metrics
 
@@ -334,8 +286,6 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
         w = sample_weights(buf, cfg.balance)
         cdf = jnp.cumsum(w)
         cdf = cdf / jnp.maximum(cdf[-1], 1e-12)
-        opt_state = state.opt_state
-        opt_state[1].hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
         loss = lambda p, o, a: bc_loss(policy_net, dist, p, state.norm, o, a, norm_on, cfg.init_std)  # noqa: E731
 
         def step(carry, k):
@@ -343,9 +293,10 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
             idx = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k, (cfg.batch_size,))), cdf.shape[0] - 1)
             (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, buf.obs[idx], buf.act[idx])
             updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates = jax.tree.map(lambda u: -learning_rate * u, updates)
             return (optax.apply_updates(params, updates), opt_state), aux
 
-        (policy, opt_state), aux = jax.lax.scan(step, (state.params["policy"], opt_state),
+        (policy, opt_state), aux = jax.lax.scan(step, (state.params["policy"], state.opt_state),
                                                 jax.random.split(k_fit, cfg.sgd_steps))
         metrics = {k: jnp.mean(v[-max(1, cfg.sgd_steps // 10):]) for k, v in aux.items()} if cfg.sgd_steps else {}
         params = {**state.params, "policy": policy}
@@ -361,11 +312,5 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
                      act=act, rollout_steps=steps, capacity=capacity)
 
 
-def curriculum_params(env_params):
-    """The params a trained policy is judged with: the end of the α/γ curriculum."""
-    econ = env_params.econ
-    return env_params.replace(econ=econ.replace(alpha=econ.alpha_final, gamma=econ.gamma_final))
-
-
-__all__ = ["ALGORITHMS", "Buffer", "EPISODE_METRICS", "Imitation", "ImitationConfig", "ImitationState", "action_bins",
-           "bc_loss", "curriculum_params", "evaluate_actor", "make_imitation", "sample_weights"]
+__all__ = ["ALGORITHMS", "Buffer", "Imitation", "ImitationConfig", "ImitationState", "action_bins", "bc_loss",
+           "make_imitation", "sample_weights"]

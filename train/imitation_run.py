@@ -9,9 +9,7 @@ whole state, buffer included, so a resumed run ends bit-identical to an uninterr
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +18,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
 from vpjax import economics as E
+from vpjax.cli import write_atomic
 
 from . import checkpoint as ckpt
-from .imitation import EPISODE_METRICS, ImitationConfig, curriculum_params, make_imitation
-from .metrics_log import append_rows
+from .acting import curriculum_end
+from .imitation import ImitationConfig, make_imitation
+from .members import econ_to_dict
+from .metrics_log import CSV_COLUMNS, append_rows, truncate_csv
+from .policy_file import export_policy
 
 IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
+COLUMNS = CSV_COLUMNS + IMITATION_COLUMNS  # training_metrics.csv of an imitation run
 _ECON = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
          "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
          "reward_error": "reward_error", "reward_wage": "reward_wage"}
@@ -50,20 +52,9 @@ class ImitationResult:
     stopped: str = "finished"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def export_student(path: Path, state) -> None:
-    """policy.msgpack in the PPO run layout (one member: a leading axis of 1)."""
-    data = {"params": jax.device_get(state.params), "norm": jax.device_get(state.norm)}
-    data = jax.tree.map(lambda x: np.asarray(x)[None], data)
-    _write_atomic(path, serialization.to_bytes(data))
+def _write_json(path: Path, data: dict) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    write_atomic(path, lambda fh: fh.write(text))
 
 
 def _floats(d: dict) -> dict:
@@ -71,8 +62,8 @@ def _floats(d: dict) -> dict:
 
 
 def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: dict, ev: dict | None, env_steps: int,
-         sps: float, wall: float, econ, buffer_rows: int, columns: list[str]) -> dict:
-    row = {c: "" for c in columns}
+         sps: float, wall: float, econ, buffer_rows: int) -> dict:
+    row = {c: "" for c in COLUMNS}
     row.update({k: col[v] for k, v in _ECON.items()})
     row.update(episode=float(r + 1), alpha=float(econ.alpha_final), beta=float(econ.beta), gamma=float(econ.gamma_final),
                env_steps=env_steps, steps_per_sec=round(sps, 1), wall_time=round(wall, 2), member=0, seed=cfg.seed,
@@ -87,26 +78,36 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
     return row
 
 
-def _truncate_csv(path: Path, rounds: int) -> None:
-    """Drops rows past ``rounds`` (written after the checkpoint a resumed run restarts from)."""
-    if not path.exists():
-        return
-    with path.open() as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        keep = [r for r in reader if r.get("iteration") and float(r["iteration"]) <= rounds]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, cols)
-        w.writeheader()
-        w.writerows(keep)
-    os.replace(tmp, path)
+def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: dict | None, state, resume: bool,
+              log) -> tuple[Any, int, float, int | None]:
+    """Writes config.json; with ``resume``, restores the newest good checkpoint and drops the CSV rows after it.
+
+    Returns:
+      (state, rounds already done, wall time already spent, the round resumed from or None).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    conf = dict(run_config or {})
+    conf.update({"algorithm": cfg.algorithm, "imitation": cfg.to_dict(), "ppo": ppo_cfg.to_dict(),
+                 "members": [{"seed": cfg.seed}], "econ": econ_to_dict(env_params.econ),
+                 "jax_version": jax.__version__, "backend": jax.default_backend()})
+    _write_json(out / "config.json", conf)
+    csv_path = out / "training_metrics.csv"
+    got = ckpt.restore_latest(out / "checkpoints", jax.device_get(state), log=log) if resume else None
+    if got is None:
+        if resume:
+            log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
+        csv_path.unlink(missing_ok=True)
+        return state, 0, 0.0, None
+    state, meta = got
+    start = int(meta["iteration"])
+    truncate_csv(csv_path, start, COLUMNS)
+    log(f"resumed from {out / 'checkpoints'} at round {start}")
+    return jax.tree.map(jnp.asarray, state), start, float(meta["extra"].get("wall_time", 0.0)), start
 
 
 def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out_dir: str | Path | None = None,
                   resume: bool = False, minutes: float | None = None, progress: bool = True,
-                  run_config: dict | None = None, max_rounds: int | None = None, log=print,
-                  columns: list[str] | None = None) -> ImitationResult:
+                  run_config: dict | None = None, max_rounds: int | None = None, log=print) -> ImitationResult:
     """Runs ``cfg.rounds`` rounds of collect + fit, then the held-out evaluation of the student and the expert.
 
     Args:
@@ -115,46 +116,23 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
       out_dir: run folder (None: no files); resume: continue from its newest good checkpoint.
       minutes: wall-clock budget; the run stops (saved) after the first round past it.
       max_rounds: stop after this many rounds in this call (tests simulate a killed run with it).
-      columns: CSV columns (default: the PPO run's columns plus :data:`IMITATION_COLUMNS`).
     """
-    from .runner import CSV_COLUMNS, econ_to_dict
-
-    columns = columns or list(CSV_COLUMNS) + IMITATION_COLUMNS
     t_start = time.time()
     im = make_imitation(cfg, ppo_cfg, env, expert)
     base_key = jax.random.PRNGKey(cfg.seed)
     eval_key = jax.random.fold_in(base_key, 1)  # held-out scenes: a key path training never draws from
     state = jax.jit(im.init)(jax.random.fold_in(base_key, 0))
-    judge = curriculum_params(env_params)
+    judge = curriculum_end(env_params)
     out = Path(out_dir) if out_dir is not None else None
-    csv_path = out / "training_metrics.csv" if out else None
     start, wall_before, resumed_from = 0, 0.0, None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        conf = dict(run_config or {})
-        conf.update({"algorithm": cfg.algorithm, "imitation": cfg.to_dict(), "ppo": ppo_cfg.to_dict(),
-                     "members": [{"seed": cfg.seed}], "econ": econ_to_dict(env_params.econ),
-                     "jax_version": jax.__version__, "backend": jax.default_backend()})
-        _write_atomic(out / "config.json", json.dumps(conf, indent=2, default=str).encode())
-        if resume:
-            got = ckpt.restore_latest(out / "checkpoints", jax.device_get(state), log=log)
-            if got is not None:
-                state, meta = got
-                state = jax.tree.map(jnp.asarray, state)
-                start = resumed_from = int(meta["iteration"])
-                wall_before = float(meta["extra"].get("wall_time", 0.0))
-                _truncate_csv(csv_path, start)
-                log(f"resumed from {out / 'checkpoints'} at round {start}")
-            else:
-                log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
-        if resumed_from is None and csv_path.exists():
-            csv_path.unlink()
+        state, start, wall_before, resumed_from = _open_run(out, cfg, ppo_cfg, env_params, run_config, state, resume,
+                                                            log)
     collect = jax.jit(im.collect, donate_argnums=0)
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
     result = ImitationResult(state=state, resumed_from=resumed_from)
     steps_per_round = cfg.num_envs * im.rollout_steps
-    done = 0
     for r in range(start, cfg.rounds):
         t0 = time.time()
         beta = cfg.beta(r)
@@ -166,55 +144,46 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
         fit_m = _floats(fit_m)
         last = r + 1 == cfg.rounds
         ev = None
-        if cfg.num_eval_envs and cfg.eval_every and ((r + 1) % cfg.eval_every == 0) and not last:
+        if cfg.num_eval_envs and (last or (cfg.eval_every and (r + 1) % cfg.eval_every == 0)):
             ev = _floats(evaluate(state.params, state.norm, eval_key, judge))
-        env_steps = (r + 1) * steps_per_round
         wall = wall_before + time.time() - t_start
-        rows_now = int(jax.device_get(state.buffer.size))
-        row = _row(cfg, r, beta, lr, col, fit_m, ev, env_steps, steps_per_round / max(t_col, 1e-9), wall, env_params.econ,
-                   rows_now, columns)
+        row = _row(cfg, r, beta, lr, col, fit_m, ev, (r + 1) * steps_per_round, steps_per_round / max(t_col, 1e-9),
+                   wall, env_params.econ, int(jax.device_get(state.buffer.size)))
         result.rows.append(row)
-        done += 1
-        stop = None
-        if minutes is not None and (time.time() - t_start) / 60.0 >= minutes and not last:
-            stop = "time budget"
-        elif max_rounds is not None and done >= max_rounds and not last:
-            stop = "max_rounds"
+        result.final_eval = ev if last else None
         if out:
-            append_rows(csv_path, [row], columns)
+            append_rows(out / "training_metrics.csv", [row], COLUMNS)
             ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
-            export_student(out / "policy.msgpack", state)
+            export_policy(out / "policy.msgpack", state.replace(params=_member_axis(state.params),
+                                                                norm=_member_axis(state.norm)))
         if progress:
             ev_txt = f"  held-out prod {ev['productivity_parity']:.2f}" if ev else ""
             log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student'} "
                 f"MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  prod {col['productivity_parity']:.2f}  "
                 f"bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{ev_txt}  {wall:.0f} s")
-        if stop:
-            result.stopped = stop
+        if not last and minutes is not None and (time.time() - t_start) / 60.0 >= minutes:
+            result.stopped = "time budget"
+        elif not last and max_rounds is not None and r + 1 - start >= max_rounds:
+            result.stopped = "max_rounds"
+        if result.stopped != "finished":
             break
-    result.rounds = start + done
+    result.rounds = start + len(result.rows)
     result.env_steps = result.rounds * steps_per_round
-    if result.stopped == "finished" and cfg.num_eval_envs:
-        result.final_eval = _floats(evaluate(state.params, state.norm, eval_key, judge))
+    if result.final_eval is not None:
         result.expert_eval = _floats(jax.jit(im.evaluate_expert)(eval_key, judge))
-        if result.rows:
-            last_row = result.rows[-1]
-            last_row.update({k: result.final_eval[v] for k, v in _EVAL.items()})
-            ok = E.parity_holds(result.final_eval["productivity_parity"], result.final_eval["wage_parity"],
-                                env_params.econ)
-            last_row["converged"] = last_row["streak"] = float(ok)
-            if out:
-                _truncate_csv(csv_path, result.rounds - 1)
-                append_rows(csv_path, [last_row], columns)
     result.state = state
     result.wall_time = wall_before + time.time() - t_start
     if out:
-        summary = {"algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
-                   "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
-                   "held_out_eval": result.final_eval, "expert_eval": result.expert_eval,
-                   "num_eval_envs": cfg.num_eval_envs}
-        _write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
+        _write_json(out / "summary.json", {
+            "algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
+            "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
+            "held_out_eval": result.final_eval, "expert_eval": result.expert_eval, "num_eval_envs": cfg.num_eval_envs})
     return result
+
+
+def _member_axis(tree):
+    """The policy file's layout: a leading member axis of 1."""
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
 
 def print_comparison(result: ImitationResult, unit: str = "units", console=None) -> None:
@@ -237,5 +206,4 @@ def print_comparison(result: ImitationResult, unit: str = "units", console=None)
         print(f"student / expert MPᵣ: {result.final_eval['mp'] / result.expert_eval['mp']:.3f}")
 
 
-__all__ = ["IMITATION_COLUMNS", "ImitationResult", "export_student", "print_comparison", "run_imitation",
-           "EPISODE_METRICS"]
+__all__ = ["COLUMNS", "IMITATION_COLUMNS", "ImitationResult", "print_comparison", "run_imitation"]

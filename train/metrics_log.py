@@ -4,10 +4,13 @@ carry-forward of the last measured economics into rows where nothing was measure
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import jax
 import numpy as np
+
+from vpjax.cli import write_atomic
 
 from .config import PPOConfig
 
@@ -73,23 +76,28 @@ def carry_forward(rows: list[dict], last: dict) -> None:
             r["stats_iteration"] = -1  # nothing measured yet in this run
 
 
-def truncate_csv(path: Path, max_iteration: int) -> dict:
+def truncate_csv(path: Path, max_iteration: int, columns: list[str] = CSV_COLUMNS) -> dict:
     """Drops rows logged after the checkpoint we resume from (they will be produced again).
 
-    Returns the last measurement per member among the kept rows (for :func:`carry_forward`).
+    The file is rewritten whole or not at all. Returns the last measurement per member among the kept
+    rows (for :func:`carry_forward`).
     """
     if not path.is_file():
         return {}
     with path.open() as f:
         rows = [r for r in csv.DictReader(f) if int(float(r["iteration"])) <= max_iteration]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, CSV_COLUMNS)
+
+    def write(fh):
+        w = csv.DictWriter(fh, columns)
         w.writeheader()
         w.writerows(rows)
+
+    write_atomic(path, write)
     last: dict = {}
     for r in rows:
         if r.get("stats_iteration") not in (None, "", "-1"):
-            last[int(r["member"])] = {k: float(r[k]) for k in MEASURED} | {"stats_iteration": int(float(r["stats_iteration"]))}
+            measured = {k: float(r[k]) if r.get(k) not in (None, "") else math.nan for k in MEASURED}
+            last[int(r["member"])] = measured | {"stats_iteration": int(float(r["stats_iteration"]))}
     return last
 
 

@@ -15,14 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from vpjax.cli import write_atomic
+
 # PPOConfig fields that define the policy network's function; an --init policy must share them.
 POLICY_FIELDS = ("policy_hidden", "activation", "min_std", "normalize_obs")
 
 
 def export_policy(path: Path, state) -> None:
     """Writes the members' policy/value params and normalizer (msgpack; small) for ``python -m evaluate``."""
-    data = {"params": jax.device_get(state.params), "norm": jax.device_get(state.norm)}
-    path.write_bytes(serialization.to_bytes(data))
+    data = serialization.to_bytes({"params": jax.device_get(state.params), "norm": jax.device_get(state.norm)})
+    write_atomic(path, lambda fh: fh.write(data), binary=True)  # a killed run keeps the previous policy
 
 
 def load_policy(path: Path, template) -> dict:

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from valuation import pricing
+from vpjax import cli
 from valuation.errors import CSVFormatError, ValuationError
 from valuation.pricing import Quote, TrueUp, cents_to_str, iso, parse_time
 
@@ -325,26 +326,8 @@ def check_output_path(path: str | os.PathLike, flag: str) -> Path:
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[object], None], newline: str | None = "", binary: bool = False) -> None:
-    """Calls ``write(fh)`` on a temporary file beside ``path`` and renames it onto ``path``.
-
-    ``fh`` is a text file (``newline`` as in :func:`open`) or, with ``binary``, a binary one.
-
-    The folder is created if needed. On any failure (including KeyboardInterrupt) the temporary
-    file is removed and ``path`` keeps its previous content; an OS error becomes a one-line
-    :class:`ValuationError` naming the path.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") if binary else open(tmp, "w", newline=newline) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ValuationError(f"{path}: cannot write ({e.strerror or e})") from None
-        raise
+    """:func:`vpjax.cli.write_atomic` with an OS error reported as a :class:`ValuationError`."""
+    cli.write_atomic(path, write, newline, binary, error=ValuationError)
 
 
 def _write(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:

@@ -1,4 +1,5 @@
-"""What every command-line tool shares: one-line user errors with exit status 2, one KEY=VALUE parser.
+"""What every command-line tool shares: one-line user errors with exit status 2, one KEY=VALUE parser,
+and files written whole or not at all (:func:`write_atomic`).
 
 A mistake in the user's input (a config key, a flag, a path) is a :class:`UserError`; :func:`run_main`
 prints its message as one line on stderr and returns 2, with no traceback. Anything else is a bug and
@@ -9,7 +10,9 @@ block first, which buries the one line that says what is wrong).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 USER_ERROR_STATUS = 2
@@ -24,6 +27,30 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(USER_ERROR_STATUS, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], newline: str | None = "", binary: bool = False,
+                 error: type[Exception] = UserError) -> None:
+    """Calls ``write(fh)`` on a temporary file beside ``path`` and renames it onto ``path``.
+
+    ``fh`` is a text file (``newline`` as in :func:`open`) or, with ``binary``, a binary one.
+
+    The folder is created if needed. On any failure (including KeyboardInterrupt) the temporary
+    file is removed and ``path`` keeps its previous content; an OS error becomes a one-line
+    ``error`` naming the path.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") if binary else open(tmp, "w", newline=newline) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise error(f"{path}: cannot write ({e.strerror or e})") from None
+        raise
 
 
 def one_line(message: Any) -> str:
@@ -65,4 +92,4 @@ def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
     return out
 
 
-__all__ = ["UserError", "ArgumentParser", "run_main", "parse_assignments", "one_line", "USER_ERROR_STATUS"]
+__all__ = ["UserError", "ArgumentParser", "run_main", "parse_assignments", "one_line", "write_atomic", "USER_ERROR_STATUS"]

@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, Callable, Literal, Mapping
 
-from vpjax.cli import UserError, one_line
+from vpjax.cli import UserError
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -193,8 +193,6 @@ def parse_section(
         return cls(**values)
     except FieldError as e:
         raise ConfigError(f"{src(e.key)}: {dotted(prefix, e.key)} = {fmt(e.value)}: {e.rule}") from None
-    except ValueError as e:  # a dataclass that checks itself with plain ValueErrors ("imitation.x = 0: …")
-        raise ConfigError(f"{source}: {one_line(e)}") from None
 
 
 __all__ = [

@@ -8,6 +8,7 @@ import pytest
 from train.config import PPOConfig
 from train.imitation import Buffer, ImitationConfig, action_bins, bc_loss, sample_weights
 from train.networks import RunningStats, TanhGaussian, make_networks
+from vpjax.schema import ConfigError, parse_section
 
 
 def test_buffer_is_a_ring_and_keeps_the_newest_rows():
@@ -26,10 +27,10 @@ def test_rarity_weighting_balances_action_bins():
     # 90 rows of "hold still", 10 rows of "close the hand": with balance 1 both bins weigh the same in total
     act = jnp.concatenate([jnp.zeros((90, 4)), jnp.tile(jnp.array([[0.0, 0.0, 0.0, -1.0]]), (10, 1))])
     buf = Buffer.init(120, 3, 4).add(jnp.zeros((100, 3)), act, jnp.ones(100))
-    bins = np.asarray(action_bins(buf.act[:100]))
+    bins = np.asarray(jax.jit(action_bins)(buf.act[:100]))
     assert len(set(bins[:90])) == 1 and len(set(bins[90:])) == 1 and bins[0] != bins[95]
     for balance, ratio in ((0.0, 9.0), (0.5, 3.0), (1.0, 1.0)):
-        w = np.asarray(sample_weights(buf, balance))
+        w = np.asarray(jax.jit(sample_weights, static_argnums=1)(buf, balance))
         assert w[100:].sum() == 0.0  # rows never written are never drawn
         np.testing.assert_allclose(w[:90].sum() / w[90:100].sum(), ratio, rtol=1e-5)
 
@@ -61,8 +62,12 @@ def test_beta_schedule_repeats_its_last_value_and_bc_always_demonstrates():
     cfg = ImitationConfig(beta_schedule=(1.0, 0.5, 0.0))
     assert [cfg.beta(r) for r in range(5)] == [1.0, 0.5, 0.0, 0.0, 0.0]
     assert all(cfg.replace(algorithm="bc").beta(r) == 1.0 for r in range(5))
-    with pytest.raises(ValueError, match="imitation.bogus"):
-        ImitationConfig.from_mapping({"bogus": 1})
+    with pytest.raises(ConfigError, match="training.yaml: imitation.bogus = 1: unknown key"):
+        parse_section(ImitationConfig, {"bogus": 1}, "training.yaml", "imitation")
+    parsed = parse_section(ImitationConfig, {"beta_schedule": [1, 0.5], "rounds": 3}, "training.yaml", "imitation")
+    assert parsed.beta_schedule == (1.0, 0.5) and parsed.rounds == 3
+    with pytest.raises(ConfigError, match="training.yaml: imitation.rounds = 0: must be >= 1"):
+        parse_section(ImitationConfig, {"rounds": 0}, "training.yaml", "imitation")
 
 
 def test_cli_dagger_run_folder_resume_and_evaluate(tmp_path, capsys):
