@@ -33,9 +33,12 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 # Order = priority (a session has ~15 min of device time including start-up): the owed dishwashing
-# learning run first, then env and training throughput, then the valuation rerun.
-step learn_dishwashing "${LEARN_SECS:-260}" python3 benchmarks/learn_dishwashing.py \
-  --minutes "${LEARN_MINUTES:-3.5}" --num-envs "${LEARN_ENVS:-4096}" --results "$OUT" --policy-out "$OUT/learn_policy"
+# learning runs first (demonstrations -> DAgger, then PPO from scratch), then env and training
+# throughput, then the valuation rerun.
+step learn_dagger "${DAGGER_SECS:-330}" python3 benchmarks/learn_dishwashing.py --route dagger --env dishwashing \
+  --rounds "${DAGGER_ROUNDS:-6}" --results "$OUT" --policy-out "$OUT/policy_dishwashing"
+step learn_dishwashing "${LEARN_SECS:-200}" python3 benchmarks/learn_dishwashing.py \
+  --minutes "${LEARN_MINUTES:-2.5}" --num-envs "${LEARN_ENVS:-4096}" --results "$OUT" --policy-out "$OUT/learn_policy"
 # each batch size takes ~80 s with its compiles (add 1024 and --compare-fresh when time allows)
 step env_throughput "${ENV_SECS:-200}" python3 benchmarks/env_throughput.py \
   --batch-sizes "${ENV_BATCHES:-16384,4096}" --seconds 3 --out "$OUT/env_throughput_$card.md"

@@ -1,4 +1,15 @@
-"""Learning benchmark: time and env steps until a PPO policy reaches wage and productivity parity on dishwashing.
+"""Learning benchmark: how far, how fast a policy learns its job, by two routes.
+
+``--route dagger`` (the demonstration route; any task with a scripted expert, ``--env``): demonstrations ->
+DAgger with ``python -m train --algorithm dagger --size auto``'s settings on the full default task, then a
+held-out evaluation of the student alone beside the expert on the same scenes. Writes
+``learn_<env>_<backend>.{md,csv,png}`` and the policy to ``benchmarks/results/policy_<env>``::
+
+    python benchmarks/learn_dishwashing.py --route dagger --env dishwashing --rounds 16   # CPU: ~20 min
+    python benchmarks/learn_dishwashing.py --route dagger --env bricklaying --rounds 16
+
+``--route ppo`` (default): time and env steps until PPO from scratch reaches wage and productivity parity on
+dishwashing.
 
 Target (issue 4): productivity parity ≥ 0.95 and |wage parity − 1| ≤ 0.10 in a deterministic evaluation
 (the convergence conditions of the seed, checked once rather than for N evaluations in a row).
@@ -7,10 +18,10 @@ In the same run the env's scripted expert is evaluated the same way, as the refe
 task allows.
 
 Writes to ``--results`` (default benchmarks/results/):
-  learn_dishwashing_<backend>.md   the numbers (date, machine, command, time/steps to target, final economics)
-  learn_dishwashing_<backend>.csv  the learning curve (training_metrics.csv of the run)
-  learn_dishwashing_<backend>.png  wage and productivity parity over training
-and saves the policy to ``--policy-out`` (default benchmarks/results/policy_dishwashing: config.json +
+  learn_dishwashing_ppo_<backend>.md   the numbers (date, machine, command, time/steps to target, final economics)
+  learn_dishwashing_ppo_<backend>.csv  the learning curve (training_metrics.csv of the run)
+  learn_dishwashing_ppo_<backend>.png  wage and productivity parity over training
+and saves the policy to ``--policy-out`` (default benchmarks/results/policy_dishwashing_ppo: config.json +
 policy.msgpack, small enough to commit; ``python -m evaluate --policy`` reads it on a CPU).
 
 GPU (H100/H200, ~5 min)::
@@ -71,10 +82,23 @@ def main(argv=None) -> int:
     p.add_argument("--no-expert", action="store_true", help="skip the scripted-expert reference")
     p.add_argument("--keep-going", action="store_true", help="train for the whole budget even after the target")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--policy-out", default=str(ROOT / "benchmarks" / "results" / "policy_dishwashing"),
-                   help="run folder for the trained policy (config.json, policy.msgpack, CSV; no checkpoints)")
+    p.add_argument("--policy-out", default=None,
+                   help="run folder for the trained policy (config.json, policy.msgpack, CSV; no checkpoints; "
+                        "default benchmarks/results/policy_<env>)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--route", choices=["ppo", "dagger"], default="ppo",
+                   help="ppo: PPO from scratch; dagger: demonstrations -> DAgger from the scripted expert "
+                        "(python -m train --algorithm dagger --size auto)")
+    p.add_argument("--env", default="dishwashing", help="task (the dagger route; PPO is dishwashing only)")
+    p.add_argument("--rounds", type=int, default=None, help="dagger route: DAgger rounds (default --size auto's)")
     args = p.parse_args(argv)
+    if args.policy_out is None:
+        suffix = "" if args.route == "dagger" else "_ppo"
+        args.policy_out = str(ROOT / "benchmarks" / "results" / f"policy_{args.env}{suffix}")
+    if args.route == "dagger":
+        return dagger_route(args, argv)
+    if args.env != "dishwashing":
+        p.error(f"--env {args.env}: the ppo route learns dishwashing only (use --route dagger)")
 
     from train.acting import curriculum_end
     from train.cli import build_parser
@@ -128,7 +152,7 @@ def main(argv=None) -> int:
 
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
-    stem = f"learn_dishwashing_{'gpu' if gpu else 'cpu'}"
+    stem = f"learn_dishwashing_ppo_{'gpu' if gpu else 'cpu'}"
     shutil.copy(out / "training_metrics.csv", res / f"{stem}.csv")
     plot_parity(result.rows, res / f"{stem}.png", 0, {"productivity_threshold": thr, "wage_tolerance": tol},
                 f"dishwashing PPO ({backend}, {num_envs} robots)")
@@ -170,6 +194,124 @@ def main(argv=None) -> int:
                      f"{expert['wage_parity']:.3f} |")
     text = "\n".join(lines + tail) + "\n"
     md.write_text(text)
+    print(text)
+    return 0
+
+
+def _provenance(argv) -> tuple[str, str, str]:
+    gpu = jax.default_backend() != "cpu"
+    device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cmd = "python benchmarks/learn_dishwashing.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    return device, commit, cmd
+
+
+def plot_rounds(rows: list[dict], expert_parity: float | None, human_mp: float, path: Path, title: str) -> Path:
+    """Productivity parity and units/h of each DAgger round against env steps and wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["env_steps"] for r in rows]
+    wall = [r["wall_time"] / 60.0 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    for ax, x, label in ((axes[0], steps, "env steps"), (axes[1], wall, "wall time (min, compilation included)")):
+        ax.plot(x, [r["productivity_parity"] for r in rows], "-o", ms=3, label="collection rollout (β mix)")
+        held = [(xi, r["eval_productivity_parity"]) for xi, r in zip(x, rows) if r["eval_productivity_parity"] == r["eval_productivity_parity"]]
+        if held:
+            ax.plot(*zip(*held), "s", ms=7, color="C3", label="held-out evaluation (student alone)")
+        if expert_parity is not None:
+            ax.axhline(expert_parity, color="k", lw=0.8, ls="--", label="scripted expert (same held-out scenes)")
+        ax.axhline(0.95, color="C2", lw=0.8, ls=":", label="parity target 0.95")
+        ax.set_xlabel(label)
+        ax.set_ylabel("productivity parity MPᵣ/MPₕ")
+        ax.grid(alpha=0.3)
+        sec = ax.secondary_yaxis("right", functions=(lambda p: p * human_mp, lambda u: u / human_mp))
+        sec.set_ylabel("units / h")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def dagger_route(args, argv) -> int:
+    """Demonstrations -> DAgger on ``args.env`` (full default task), the record and the committed policy."""
+    from envs.experts import make_expert
+    from train.cli import build_parser
+    from train.imitation import ImitationConfig
+    from train.imitation_run import print_comparison, run_imitation
+    from train.setup import resolve
+    from vpjax.schema import parse_section
+
+    gpu = jax.default_backend() != "cpu"
+    backend = "gpu" if gpu else "cpu"
+    cli = ["--env", args.env, "--algorithm", "dagger", "--size", "auto", "--seed", str(args.seed),
+           "--minutes", str(args.minutes)]
+    for s in args.set:
+        cli += ["--set", s]
+    for e in args.env_arg:
+        cli += ["--env-arg", e]
+    targs = build_parser().parse_args(cli)
+    ppo, env, env_params, run_config = resolve(targs)
+    icfg = parse_section(ImitationConfig, run_config.pop("imitation", None), "imitation (size auto)", "imitation")
+    icfg = icfg.replace(seed=args.seed, **({"rounds": args.rounds} if args.rounds else {}),
+                        **({"num_envs": args.num_envs} if args.num_envs else {}))
+    out = Path(args.policy_out).resolve()
+    work = out.with_name(out.name + ".run")  # the run folder with checkpoints; removed once the policy is copied
+    if work.exists():
+        shutil.rmtree(work)
+    result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=work, minutes=None,
+                           run_config={**run_config, "benchmark": "learn_dishwashing --route dagger"})
+    print_comparison(result, {"dishwashing": "dishes", "bricklaying": "bricks"}.get(args.env, "units"))
+    # the committed policy: config.json + policy.msgpack + the curve (no checkpoints: they hold the buffer)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in ("config.json", "policy.msgpack", "training_metrics.csv", "summary.json"):
+        shutil.copy(work / name, out / name)
+    shutil.rmtree(work)
+    res = Path(args.results)
+    res.mkdir(parents=True, exist_ok=True)
+    stem = f"learn_{args.env}_{backend}"
+    shutil.copy(out / "training_metrics.csv", res / f"{stem}.csv")
+    ev, ex = result.final_eval or {}, result.expert_eval or {}
+    plot_rounds(result.rows, ex.get("productivity_parity"), float(env_params.econ.human_mp), res / f"{stem}.png",
+                f"{args.env}: DAgger from the scripted expert ({backend.upper()}, {icfg.num_envs} robots per round)")
+    device, commit, cmd = _provenance(argv)
+    lines = [f"# Learning {args.env} from the scripted expert: demonstrations -> DAgger ({backend.upper()})", "",
+             f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+             f"- machine: {device}; jax {jax.__version__}; commit {commit}",
+             f"- command: `{cmd}`",
+             f"- DAgger: {icfg.rounds} rounds of {icfg.num_envs} robots x "
+             f"{min(icfg.rollout_steps or env.episode_length, env.episode_length)} steps, "
+             f"β {list(icfg.beta_schedule)} (last repeats), {icfg.sgd_steps} minibatches of {icfg.batch_size} per round, "
+             f"Adam {icfg.learning_rate} x {icfg.lr_decay}/round; student = PPO policy {ppo.policy_hidden} "
+             f"{ppo.activation}; episode {env.episode_length} steps x {env.dt:g} s, domain randomization on",
+             f"- evaluation: {icfg.num_eval_envs} held-out robots (scenes no round collected on), deterministic, one whole "
+             "episode each; the scripted expert on the same scenes", "",
+             "| round | β | MPᵣ /h (collection) | e | prod. parity | BC MSE | env steps | wall s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result.rows:
+        lines.append(f"| {int(r['iteration'])} | {r['dagger_beta']:.2f} | {r['MP_r']:.1f} | {r['e_t']:.3f} | "
+                     f"{r['productivity_parity']:.2f} | {r['bc_mse']:.4f} | {int(r['env_steps']):,} | {r['wall_time']:.0f} |")
+    lines += ["", "| held-out evaluation | MPᵣ /h | e | ŵᵣ $/h | prod. parity | wage parity | success |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, d in (("student (alone)", ev), ("scripted expert", ex)):
+        if d:
+            lines.append(f"| {name} | {d['mp']:.1f} | {d['error_rate']:.3f} | {d['implied_wage']:.2f} | "
+                         f"{d['productivity_parity']:.3f} | {d['wage_parity']:.3f} | {d['success_rate']:.2f} |")
+    if ev and ex and ex["mp"] > 0:
+        ratio = ev["mp"] / ex["mp"]
+        lines += ["", f"Student / expert MPᵣ: **{ratio:.3f}** (target ≥ 0.9); wall time {result.wall_time:.0f} s "
+                      f"(goal ≤ 1,200 s) for {result.env_steps:,} env steps."]
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    lines += ["", f"Curve: `{stem}.csv`, plot: `{stem}.png`; policy: `{shown}` "
+                  f"(`python -m evaluate --policy {shown} --env {args.env}`)."]
+    text = "\n".join(lines) + "\n"
+    (res / f"{stem}.md").write_text(text)
     print(text)
     return 0
 

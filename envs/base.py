@@ -12,6 +12,8 @@ domain randomization live in envs/params.py, the robot model and IK in envs/robo
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,12 +21,27 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
 
 from envs.contract import State
 from envs.params import EnvParams, randomized_model, sample_dr
 from envs.robot import FINGER_OPEN, SIDES, Robot, dls_ik, home_pose, load_model
 from vpjax import economics
+
+
+def _import_mjx():
+    """``mujoco.mjx`` without its notice about optional backends: on a machine without NVIDIA Warp, the
+    import prints "Failed to import warp: ..." to stdout; vpjax uses mjx's JAX backend, so those lines
+    are dropped (any other output of the import is passed on)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        from mujoco import mjx as module
+    for line in buf.getvalue().splitlines():
+        if not line.startswith(("Failed to import warp", "Failed to import mujoco_warp")):
+            print(line)
+    return module
+
+
+mjx = _import_mjx()
 
 Array = jax.Array
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -263,7 +280,16 @@ class MjxTaskEnv:
         return State(pipeline_state=data, obs=obs, reward=zero, done=zero, metrics=metrics, info=info)
 
     def _obs(self, data, info, params) -> Array:
-        return jnp.nan_to_num(self._task_obs(data, info, params).astype(jnp.float32), posinf=0.0, neginf=0.0)
+        """The task's observation; in ``ee_delta`` mode followed by the commanded grasp-point targets
+        relative to the grasp points ([A, 3] m for the active arms). An action moves the target, which the
+        hand lags (a held dish sags, the sink floor stops it): without this a policy cannot tell where its
+        own past actions have put the target."""
+        obs = self._task_obs(data, info, params).astype(jnp.float32)
+        if self.action_mode == "ee_delta":
+            arms = jnp.asarray(self.active_arms)
+            ee = data.site_xpos[jnp.asarray(self.robot.grasp_site)[arms]]
+            obs = jnp.concatenate([obs, (info["ee_target"][arms] - ee).reshape(-1).astype(jnp.float32)])
+        return jnp.nan_to_num(obs, posinf=0.0, neginf=0.0)
 
     def physics(self, model, data, n_substeps: int | None = None, aux: dict | None = None):
         """``n_substeps`` mjx.step calls in a scan; returns (data, aux tracked across substeps)."""

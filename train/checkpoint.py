@@ -20,12 +20,16 @@ from typing import Any
 import jax
 import numpy as np
 
+from vpjax.cli import UserError
+
 META = "vpjax_meta.json"
 PREFIX = "ckpt_"
 
 
-class CheckpointError(RuntimeError):
-    """No usable checkpoint (all corrupt/partial, or none matches the run's configuration)."""
+class CheckpointError(UserError, RuntimeError):
+    """No usable checkpoint (all corrupt/partial, or none matches the run's configuration).
+
+    A user error: the CLIs report it as one line (``python -m train: error: ...``), status 2."""
 
 
 def _host(x) -> np.ndarray:

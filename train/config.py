@@ -70,7 +70,7 @@ class PPOConfig:
     reward_scaling: float = 1.0
     normalize_obs: bool = True
     normalize_advantages: bool = True
-    policy_hidden: tuple[int, ...] = (128, 128, 128, 128)
+    policy_hidden: tuple[int, ...] = (256, 256, 256)
     value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
     activation: str = "swish"
     min_std: float = 1e-3

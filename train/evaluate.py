@@ -30,7 +30,9 @@ def build_parser():
     p.add_argument("--env", default=None, help="task (default: the run's env)")
     p.add_argument("--member", type=int, default=0, help="which member of a --num-seeds/--sweep run")
     p.add_argument("--robots", type=int, default=None,
-                   help="robots evaluated in parallel, one episode each (default 4 on CPU, 128 on GPU)")
+                   help="robots evaluated in parallel, one episode each (default 16 on CPU, 128 on GPU)")
+    p.add_argument("--no-expert", action="store_true",
+                   help="skip the scripted expert's column (by default it is evaluated on the same scenes)")
     p.add_argument("--steps", type=int, default=0, help="control steps per evaluation episode (0 = full episode)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--plot", default=None, help="PNG path (default RUN/parity.png)")
@@ -127,6 +129,25 @@ def render_video(env, states, path: Path, size: int, fps: float) -> Path:
     return path
 
 
+def expert_economics(env, env_params, robots: int, seed: int, steps: int = 0) -> dict | None:
+    """The env's scripted expert on the evaluation's scenes (same key), or None if the task has no expert."""
+    from envs.batching import vmap_robots
+    from envs.experts import make_expert
+    from rich.console import Console
+
+    from .acting import evaluate_actor
+
+    try:
+        expert = vmap_robots(make_expert(env), (0, None))
+    except (ValueError, KeyError) as e:
+        print(f"no scripted expert column: {e}")
+        return None
+    run = jax.jit(lambda k: evaluate_actor(env, env_params, expert, k, robots, steps=steps))
+    with Console().status("evaluating the scripted expert on the same scenes ..."):
+        out = run(jax.random.PRNGKey(seed))
+    return {k: float(v) for k, v in jax.device_get(out).items()}
+
+
 def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -136,7 +157,9 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.robots is None:
-        args.robots = 4 if jax.default_backend() == "cpu" else 128
+        args.robots = 16 if jax.default_backend() == "cpu" else 128
+    if args.robots < 1:
+        raise SystemExit(f"--robots {args.robots}: must be >= 1")
     run = Path(args.policy)
     if run.is_file():
         run = run.parent
@@ -158,6 +181,7 @@ def main(argv=None) -> int:
         out = ev_fn(jax.random.PRNGKey(args.seed))
     ev, states = out if want_states else (out, None)
     ev = {k: float(v) for k, v in jax.device_get(ev).items()}
+    expert_ev = None if args.no_expert else expert_economics(env, env_params, args.robots, args.seed, args.steps)
     rows = read_csv(run / "training_metrics.csv")
     mrows = [r for r in rows if int(r.get("member", 0)) == args.member]
     converged = bool(mrows and mrows[-1].get("converged", 0) > 0)
@@ -167,18 +191,26 @@ def main(argv=None) -> int:
     t = Table(title=f"{conf.get('env')} — {run} (member {args.member}, {args.robots} robots, 1 episode each, "
                     "deterministic policy)")
     t.add_column("metric")
-    t.add_column("value", justify="right")
-    for name, val in (("MPᵣ (units/h)", f"{ev['mp']:.2f}"), ("e (error rate)", f"{ev['error_rate']:.4f}"),
-                      ("ŵᵣ ($/h)", f"{ev['implied_wage']:.2f}"),
-                      ("productivity parity MPᵣ/MPₕ", f"{ev['productivity_parity']:.3f}  (target ≥ {thr:.2f})"),
-                      ("wage parity ŵᵣ/wₕ", f"{ev['wage_parity']:.3f}  (target 1 ± {tol:.2f})"),
-                      ("success rate", f"{ev['success_rate']:.3f}"),
-                      ("episode return", f"{ev['episode_return']:.3f}"),
-                      ("parity holds in this evaluation", "yes" if holds_now else "no"),
-                      ("converged during training", f"{'yes' if converged else 'no'} (streak {streak})")):
-        t.add_row(name, val)
-    Console().print(t)
+    t.add_column("policy", justify="right")
+    if expert_ev is not None:
+        t.add_column("scripted expert", justify="right")
+    for name, key, fmt in (("MPᵣ (units/h)", "mp", "{:.2f}"), ("e (error rate)", "error_rate", "{:.4f}"),
+                           ("ŵᵣ ($/h)", "implied_wage", "{:.2f}"),
+                           (f"productivity parity (≥ {thr:.2f})", "productivity_parity", "{:.3f}"),
+                           (f"wage parity (1 ± {tol:.2f})", "wage_parity", "{:.3f}"),
+                           ("success rate", "success_rate", "{:.3f}"),
+                           ("episode return", "episode_return", "{:.3f}")):
+        t.add_row(name, fmt.format(ev[key]), *([] if expert_ev is None else [fmt.format(expert_ev[key])]))
+    pad = [] if expert_ev is None else [""]
+    t.add_row("parity holds in this evaluation", "yes" if holds_now else "no", *pad)
+    t.add_row("converged during training", f"{'yes' if converged else 'no'} (streak {streak})", *pad)
+    Console(width=100).print(t)
     result = {**ev, "holds_now": holds_now, "converged": converged, "streak": streak}
+    if expert_ev is not None:
+        ratio = ev["mp"] / expert_ev["mp"] if expert_ev["mp"] > 0 else math.nan
+        print(f"policy / expert MPᵣ: {ratio:.3f} (same {args.robots} scenes)")
+        result["expert"] = expert_ev
+        result["mp_vs_expert"] = ratio
     if not args.no_plot and rows:
         png = plot_parity(rows, Path(args.plot) if args.plot else run / "parity.png", args.member,
                           conf.get("econ", {}), f"{conf.get('env')}: parity over training")

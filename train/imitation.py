@@ -45,7 +45,7 @@ class ImitationConfig:
       algorithm: "dagger" (the student acts, the expert labels) or "bc" (the expert acts: β ≡ 1).
       rounds: collect + fit rounds.
       num_envs: robots (fresh scenes) collected per round.
-      rollout_steps: control steps per robot per round (0 = one whole episode).
+      rollout_steps: control steps per robot per round (0 = one whole episode; at most one episode).
       beta_schedule: β of each round (probability that the expert's action is executed); the last value
         repeats. Round 0 at β = 1 is a round of demonstrations.
       sgd_steps: minibatch updates per round (on the whole aggregated buffer).
@@ -225,9 +225,7 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
       env: an env following the vpjax contract (no auto-reset: a round is at most one episode).
       expert: the teacher, jittable and stateless.
     """
-    steps = cfg.rollout_steps or env.episode_length
-    if steps > env.episode_length:
-        raise ValueError(f"imitation.rollout_steps = {steps}: at most the episode length {env.episode_length}")
+    steps = min(cfg.rollout_steps or env.episode_length, env.episode_length)  # a round is at most one episode
     capacity = cfg.capacity or cfg.rounds * cfg.num_envs * steps
     policy_net, value_net = make_networks(env.observation_size, env.action_size, ppo_cfg.policy_hidden,
                                           ppo_cfg.value_hidden, ppo_cfg.activation)

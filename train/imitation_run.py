@@ -24,7 +24,7 @@ from vpjax.cli import write_atomic
 
 from . import checkpoint as ckpt
 from .acting import curriculum_end
-from .imitation import ImitationConfig, make_imitation
+from .imitation import Buffer, ImitationConfig, make_imitation
 from .members import econ_to_dict
 from .metrics_log import CSV_COLUMNS, append_rows, truncate_csv
 from .policy_file import export_policy
@@ -79,7 +79,7 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
 
 
 def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: dict | None, state, resume: bool,
-              log) -> tuple[Any, int, float, int | None]:
+              log, rollout_steps: int) -> tuple[Any, int, float, int | None]:
     """Writes config.json; with ``resume``, restores the newest good checkpoint and drops the CSV rows after it.
 
     Returns:
@@ -90,19 +90,52 @@ def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: 
     conf.update({"algorithm": cfg.algorithm, "imitation": cfg.to_dict(), "ppo": ppo_cfg.to_dict(),
                  "members": [{"seed": cfg.seed}], "econ": econ_to_dict(env_params.econ),
                  "jax_version": jax.__version__, "backend": jax.default_backend()})
-    _write_json(out / "config.json", conf)
     csv_path = out / "training_metrics.csv"
-    got = ckpt.restore_latest(out / "checkpoints", jax.device_get(state), log=log) if resume else None
+    got = None
+    if resume:
+        # a run continued with more rounds has a larger buffer: restore into the saved run's buffer size, then grow
+        template = jax.device_get(state)
+        saved = _saved_capacity(out, rollout_steps)
+        if saved is not None and saved != template.buffer.obs.shape[0]:
+            obs_size, act_size = template.buffer.obs.shape[1], template.buffer.act.shape[1]
+            template = template.replace(buffer=Buffer.init(saved, obs_size, act_size))
+        got = ckpt.restore_latest(out / "checkpoints", template, log=log)
+    _write_json(out / "config.json", conf)  # only now: a refused resume leaves the run's files as they were
     if got is None:
         if resume:
             log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
         csv_path.unlink(missing_ok=True)
         return state, 0, 0.0, None
-    state, meta = got
+    restored, meta = got
+    restored = jax.tree.map(jnp.asarray, restored)
+    restored = restored.replace(buffer=grow_buffer(restored.buffer, state.buffer.obs.shape[0]))
     start = int(meta["iteration"])
     truncate_csv(csv_path, start, COLUMNS)
     log(f"resumed from {out / 'checkpoints'} at round {start}")
-    return jax.tree.map(jnp.asarray, state), start, float(meta["extra"].get("wall_time", 0.0)), start
+    return restored, start, float(meta["extra"].get("wall_time", 0.0)), start
+
+
+def _saved_capacity(out: Path, rollout_steps: int) -> int | None:
+    """Buffer rows of the run saved in ``out`` (from its config.json), or None if it cannot be told."""
+    try:
+        old = json.loads((out / "config.json").read_text())["imitation"]
+        return int(old.get("capacity") or old["rounds"] * old["num_envs"] * (old.get("rollout_steps") or rollout_steps))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def grow_buffer(buf: Buffer, capacity: int) -> Buffer:
+    """``buf`` with room for ``capacity`` rows (its rows kept, new rows invalid); refuses to shrink it."""
+    old = buf.obs.shape[0]
+    if capacity == old:
+        return buf
+    if capacity < old:
+        raise ckpt.CheckpointError(f"--resume: the checkpoint's buffer holds {old} rows, this run's only {capacity} "
+                                   "(imitation.rounds or capacity lowered); resume with at least as many rounds")
+    pad = lambda x: jnp.concatenate([x, jnp.zeros((capacity - old,) + x.shape[1:], x.dtype)])  # noqa: E731
+    # a full ring continues into the new rows; a partly filled one continues where it stopped
+    ptr = jnp.where(buf.size >= old, old, buf.ptr).astype(buf.ptr.dtype)
+    return Buffer(obs=pad(buf.obs), act=pad(buf.act), valid=pad(buf.valid), ptr=ptr, size=buf.size)
 
 
 def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out_dir: str | Path | None = None,
@@ -127,7 +160,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     start, wall_before, resumed_from = 0, 0.0, None
     if out:
         state, start, wall_before, resumed_from = _open_run(out, cfg, ppo_cfg, env_params, run_config, state, resume,
-                                                            log)
+                                                            log, im.rollout_steps)
     collect = jax.jit(im.collect, donate_argnums=0)
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
@@ -158,7 +191,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
                                                                 norm=_member_axis(state.norm)))
         if progress:
             ev_txt = f"  held-out prod {ev['productivity_parity']:.2f}" if ev else ""
-            log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student'} "
+            log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student' if beta <= 0 else 'mixed'} "
                 f"MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  prod {col['productivity_parity']:.2f}  "
                 f"bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{ev_txt}  {wall:.0f} s")
         if not last and minutes is not None and (time.time() - t_start) / 60.0 >= minutes:

@@ -54,6 +54,26 @@ def config_name_for(env: str, explicit: str | None) -> str:
     return env if (":" not in env and (Path(CONFIG_DIR) / f"{env}.yaml").is_file()) else "dishwashing"
 
 
+def init_policy_fields(spec) -> dict:
+    """The policy-network fields (``policy_file.POLICY_FIELDS``) of the run that wrote ``--init``'s policy.
+
+    Empty when the policy file has no config.json beside it (the run's own fields are then checked
+    against the file's array shapes when it is loaded).
+    """
+    import json
+
+    from .policy_file import POLICY_FIELDS, policy_path
+
+    conf_path = policy_path(spec).parent / "config.json"
+    if not conf_path.is_file():
+        return {}
+    try:
+        ppo = json.loads(conf_path.read_text()).get("ppo") or {}
+    except ValueError as e:
+        raise SystemExit(f"--init {spec}: unreadable {conf_path} ({e})") from None
+    return {k: tuple(ppo[k]) if isinstance(ppo[k], list) else ppo[k] for k in POLICY_FIELDS if k in ppo}
+
+
 def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     """CLI args -> (PPOConfig, env, env_params, resolved run config)."""
     from vpjax.config import load_config, overrides_from_args
@@ -70,15 +90,21 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     ppo = config.section(PPOConfig, "ppo")
     changes: dict[str, Any] = {}
     size_note = None
+    imitation = dict(config.sections.get("imitation", {}))
     if args.size == "auto":
-        size = size_for_hardware(minutes=args.minutes, num_devices=args.devices, env=args.env)
+        size = size_for_hardware(minutes=args.minutes, num_devices=args.devices, env=args.env,
+                                 algorithm=args.algorithm, from_policy=args.init is not None)
         changes.update(num_envs=size.num_envs, unroll_length=size.unroll_length, num_minibatches=size.num_minibatches,
                        total_timesteps=size.total_timesteps, eval_every=size.eval_every,
                        num_eval_envs=size.num_eval_envs, policy_hidden=size.policy_hidden,
                        value_hidden=size.value_hidden, eval_steps=size.eval_steps)
+        imitation.update(size.imitation)
         if args.minutes is None:
             args.minutes = size.minutes
         size_note = size.note
+    if args.init is not None:
+        # the actor continues as it was trained: its architecture comes from the --init run
+        changes.update(init_policy_fields(args.init))
     for flag, key in (("num_envs", "num_envs"), ("timesteps", "total_timesteps"), ("episodes", "episodes"),
                       ("seed", "seed"), ("eval_every", "eval_every"), ("unroll_length", "unroll_length"),
                       ("num_minibatches", "num_minibatches"), ("learning_rate", "learning_rate")):
@@ -108,7 +134,7 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     run_config = {"env": args.env, "env_kwargs": env_kwargs, "reward": args.reward or "seed",
                   "config": config.to_dict(), "argv": sys.argv[1:], "size": size_note,
                   "sweep": args.sweep, "num_seeds": args.num_seeds, "minutes": args.minutes,
-                  "imitation": dict(config.sections.get("imitation", {}))}
+                  "imitation": imitation}
     return ppo, env, env_params, run_config
 
 

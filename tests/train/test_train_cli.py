@@ -28,6 +28,17 @@ def test_sizing_cpu_and_gpu():
     assert gpu.num_envs == 8192 and gpu.total_timesteps > 100 * cpu.total_timesteps
 
 
+def test_sizing_of_the_demonstration_route():
+    # DAgger: full tasks, the 3 x 256 student, rounds that fit the budget; thousands of robots on a GPU
+    short, longer = (size_for_hardware("cpu", minutes=m, env="dishwashing", algorithm="dagger") for m in (8.0, 20.0))
+    assert short.env_overrides == {} and short.policy_hidden == (256, 256, 256)
+    assert 4 <= short.imitation["rounds"] < longer.imitation["rounds"]
+    gpu = size_for_hardware("gpu", num_devices=1, algorithm="dagger")
+    assert gpu.imitation["num_envs"] >= 1024 and gpu.imitation["num_envs"] * gpu.imitation["rollout_steps"] >= 3e6
+    # PPO from a policy keeps the full task (the policy's time-left observation is tied to the episode length)
+    assert size_for_hardware("cpu", env="dishwashing", from_policy=True).env_overrides == {}
+
+
 def test_resolve_cli_overrides(monkeypatch):
     monkeypatch.chdir(ROOT)
     args = build_parser().parse_args(["--env", POINT, "--num-envs", "48", "--timesteps", "9600", "--alpha", "0.7",

@@ -94,3 +94,23 @@ def test_cli_dagger_run_folder_resume_and_evaluate(tmp_path, capsys):
     assert float(rows[0]["dagger_beta"]) == 1.0 and float(rows[1]["dagger_beta"]) == 0.5
     assert json.loads((out / "summary.json").read_text())["resumed_from"] == 1
     assert evaluate_main(["--policy", str(out), "--robots", "2", "--steps", "40", "--no-plot"]) == 0
+
+
+def test_grow_buffer_keeps_rows_and_continues_the_ring():
+    """A DAgger run resumed with more rounds gets a larger buffer holding the saved rows."""
+    from train.checkpoint import CheckpointError
+    from train.imitation_run import grow_buffer
+
+    full = Buffer.init(4, 2, 1)
+    for i in range(3):  # 6 rows into 4: the ring has wrapped
+        full = full.add(jnp.full((2, 2), float(i)), jnp.ones((2, 1)), jnp.ones(2))
+    grown = grow_buffer(full, 7)
+    assert grown.obs.shape == (7, 2) and int(grown.size) == 4 and int(grown.ptr) == 4
+    np.testing.assert_array_equal(np.asarray(grown.obs[:4]), np.asarray(full.obs))
+    assert np.asarray(grown.valid).tolist() == [1, 1, 1, 1, 0, 0, 0]
+    grown = grown.add(jnp.full((2, 2), 99.0), jnp.zeros((2, 1)), jnp.ones(2))
+    assert np.asarray(grown.obs[4:6, 0]).tolist() == [99.0, 99.0] and int(grown.size) == 6
+    partial = Buffer.init(4, 2, 1).add(jnp.ones((2, 2)), jnp.ones((2, 1)), jnp.ones(2))
+    assert int(grow_buffer(partial, 6).ptr) == 2
+    with pytest.raises(CheckpointError, match="at least as many rounds"):
+        grow_buffer(full, 3)
