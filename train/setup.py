@@ -94,11 +94,13 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     if args.size == "auto":
         size = size_for_hardware(minutes=args.minutes, num_devices=args.devices, env=args.env,
                                  algorithm=args.algorithm, from_policy=args.init is not None)
-        changes.update(num_envs=size.num_envs, unroll_length=size.unroll_length, num_minibatches=size.num_minibatches,
-                       total_timesteps=size.total_timesteps, eval_every=size.eval_every,
-                       num_eval_envs=size.num_eval_envs, policy_hidden=size.policy_hidden,
-                       value_hidden=size.value_hidden, eval_steps=size.eval_steps)
-        imitation.update(size.imitation)
+        sized = dict(num_envs=size.num_envs, unroll_length=size.unroll_length, num_minibatches=size.num_minibatches,
+                     total_timesteps=size.total_timesteps, eval_every=size.eval_every,
+                     num_eval_envs=size.num_eval_envs, policy_hidden=size.policy_hidden,
+                     value_hidden=size.value_hidden, eval_steps=size.eval_steps)
+        # what the user set explicitly (--set ppo.KEY=..., --set imitation.KEY=...) wins over the sizing
+        changes.update({k: v for k, v in sized.items() if f"ppo.{k}" not in overrides})
+        imitation.update({k: v for k, v in size.imitation.items() if f"imitation.{k}" not in overrides})
         if args.minutes is None:
             args.minutes = size.minutes
         size_note = size.note

@@ -39,6 +39,17 @@ def test_sizing_of_the_demonstration_route():
     assert size_for_hardware("cpu", env="dishwashing", from_policy=True).env_overrides == {}
 
 
+def test_explicit_set_wins_over_size_auto(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = build_parser().parse_args(["--env", POINT, "--size", "auto", "--set", "ppo.num_eval_envs=7",
+                                      "--set", "ppo.policy_hidden=[8,8]"])
+    ppo, _, _, _ = resolve(args)
+    assert ppo.num_eval_envs == 7 and ppo.policy_hidden == (8, 8)
+    args = build_parser().parse_args(["--env", POINT, "--size", "auto", "--algorithm", "dagger",
+                                      "--set", "imitation.num_eval_envs=0"])
+    assert resolve(args)[3]["imitation"]["num_eval_envs"] == 0
+
+
 def test_resolve_cli_overrides(monkeypatch):
     monkeypatch.chdir(ROOT)
     args = build_parser().parse_args(["--env", POINT, "--num-envs", "48", "--timesteps", "9600", "--alpha", "0.7",
