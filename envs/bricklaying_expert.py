@@ -107,8 +107,12 @@ def bricklaying_expert(env: Bricklaying):
         grasp_pt = jnp.array([p_j[0], p_j[1], p_j[2] + GRASP_ABOVE])
         rise = jnp.array([ee[0], ee[1], CARRY_Z])
         too_low = (ee[2] < CARRY_Z - 0.03) & (xy_err > 0.03)
-        fetch_goal = jnp.where(too_low, rise, jnp.where(xy_err > 0.006, hover, grasp_pt))
-        fetch_speed = jnp.where(too_low | (xy_err > 0.006), SPEED, SLOW)
+        # descend once within 6 mm of the brick in xy; keep descending (and centring) while within 2 cm below
+        # the carry height: without this hysteresis the switch is a knife edge at 6 mm, where a learner that
+        # imitates the expert settles just outside it and hovers (seen: 6 of 8 DAgger students)
+        descending = (xy_err <= 0.006) | ((ee[2] < CARRY_Z - 0.02) & (xy_err <= 0.02))
+        fetch_goal = jnp.where(too_low, rise, jnp.where(descending, grasp_pt, hover))
+        fetch_speed = jnp.where(too_low | ~descending, SPEED, SLOW)
         at_grasp = (xy_err <= 0.01) & (jnp.abs(ee[2] - grasp_pt[2]) < 0.008)
         fetch_grip = jnp.where(at_grasp, -1.0, 1.0)
         nothing = ~jnp.any(cand)  # nothing to fetch now: wait above the tub
