@@ -82,5 +82,7 @@ def start_from_policy(state, spec: str | Path, cfg):
     leaves = [member0(h, g, n) for h, g, n in zip(jax.tree.leaves(template), jax.tree.leaves(loaded), names)]
     new = jax.tree.unflatten(jax.tree.structure(template), leaves)
     policy, norm = new["params"]["policy"], new["norm"]
-    anchor = None if state.anchor is None else {"policy": policy, "norm": norm}
+    # the anchor is a copy: the training step donates its state, and one buffer may not be donated twice
+    anchor = None if state.anchor is None else jax.tree.map(lambda x: jnp.array(x, copy=True),
+                                                            {"policy": policy, "norm": norm})
     return state.replace(params={**state.params, "policy": policy}, norm=norm, anchor=anchor)

@@ -96,3 +96,14 @@ def test_init_with_anchor_keeps_the_loaded_policy(learning_run, point_env, small
     state = start_from_policy(jax.vmap(tr.init)(keys, members), out, cfg)
     _assert_same(state.anchor["policy"], state.params["policy"])
     _assert_same(state.anchor["norm"], state.norm)
+
+
+def test_training_from_a_policy_with_an_anchor_runs(learning_run, point_env, small_cfg, tmp_path):
+    """The anchor is its own copy of the loaded policy: the donated training state holds no buffer twice."""
+    from train.runner import RunConfig, run_training
+
+    _, out = learning_run
+    cfg = small_cfg.replace(anchor_coef=0.5, total_timesteps=small_cfg.batch_size * small_cfg.eval_every)
+    run = RunConfig(out_dir=tmp_path / "ft", init=out, progress=False, checkpoints=False, run_config={"env": "point"})
+    result = run_training(cfg, point_env, run=run)
+    assert result.iterations == cfg.eval_every and np.isfinite(result.rows[-1]["loss_policy"])
