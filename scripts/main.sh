@@ -21,6 +21,9 @@ tune_min="${VPJAX_FINETUNE_MINUTES:-$tune_min}"
 # the held-out evaluation is step 3's (the same scenes for the robot and the expert)
 python3 -m train --env dishwashing --algorithm dagger --size auto "${dagger[@]}" \
     --set imitation.num_eval_envs=0 --out runs/main-dagger "$@"
+# gentle: a small step size, no entropy bonus, the critic first, a KL anchor to the DAgger policy (PPO at its
+# defaults wrecked this policy within 64k steps: benchmarks/results/finetune_dishwashing_cpu.md)
 python3 -m train --env dishwashing --init runs/main-dagger --size auto --minutes "$tune_min" \
-    --set ppo.critic_warmup_iterations=2 --set ppo.anchor_coef=1.0 --out runs/main "$@"
+    --learning-rate 1e-5 --set ppo.entropy_cost=0 --set ppo.critic_warmup_iterations=10 \
+    --set ppo.anchor_coef=5.0 --out runs/main "$@"
 python3 -m evaluate --policy runs/main --env dishwashing
