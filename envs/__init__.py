@@ -42,14 +42,16 @@ def expert_factory(name: str) -> Callable[[Any], Callable]:
     Raises:
       ValueError: no expert is registered under ``name``.
     """
+    _ensure_builtin(name)
     if name not in _EXPERTS:
-        raise ValueError(f"no scripted expert for env {name!r}; experts exist for {sorted(_EXPERTS)}")
+        raise ValueError(f"no scripted expert for env {name!r}; experts exist for "
+                         f"{sorted(set(_EXPERTS) | set(_BUILTIN))}")
     return _EXPERTS[name]
 
 
 def registered() -> tuple[str, ...]:
     """Names accepted by :func:`make`, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(set(_REGISTRY) | set(_BUILTIN)))
 
 
 def _constructor_args(factory) -> set[str]:
@@ -76,6 +78,7 @@ def make(name: str, **overrides: Any) -> MjxTaskEnv:
     Raises:
       ValueError: unknown env name or unknown override key (named in the message).
     """
+    _ensure_builtin(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown env {name!r}; registered: {list(registered())}")
     factory = _REGISTRY[name]
@@ -92,13 +95,26 @@ def make(name: str, **overrides: Any) -> MjxTaskEnv:
 
 
 # ---- the one registration point: every task and its expert -------------------------------------
-from envs.bricklaying import Bricklaying  # noqa: E402
-from envs.bricklaying_expert import bricklaying_expert  # noqa: E402
-from envs.dishwashing import Dishwashing  # noqa: E402
-from envs.dishwashing_expert import dishwashing_expert  # noqa: E402
+# Named by module path and imported on first use, so that ``python -m envs.dishwashing`` does not find its
+# own module already imported by the package (runpy's RuntimeWarning) and ``import envs`` stays cheap.
+_BUILTIN = {
+    "dishwashing": ("envs.dishwashing:Dishwashing", "envs.dishwashing_expert:dishwashing_expert"),
+    "bricklaying": ("envs.bricklaying:Bricklaying", "envs.bricklaying_expert:bricklaying_expert"),
+}
 
-register("dishwashing", Dishwashing, expert=dishwashing_expert)
-register("bricklaying", Bricklaying, expert=bricklaying_expert)
+
+def _load(path: str):
+    import importlib
+
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _ensure_builtin(name: str) -> None:
+    if name in _BUILTIN and name not in _REGISTRY:
+        env_path, expert_path = _BUILTIN[name]
+        register(name, _load(env_path), expert=_load(expert_path))
+
 
 __all__ = ["make", "register", "registered", "expert_factory", "Env", "State", "EnvParams", "DomainRandomization",
            "MjxTaskEnv"]

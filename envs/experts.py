@@ -5,7 +5,8 @@ stateless: the phase of the work is read from the state (dish poses, which dish 
 timers), so they vmap and scan like any policy and can be restarted from any state.
 
 Each task's expert lives beside the task (envs/dishwashing_expert.py, envs/bricklaying_expert.py)
-and is registered with it in envs/__init__.py (``register(name, Env, expert=...)``), where
+and is registered with it in envs/__init__.py (``_BUILTIN``, imported on first use; other tasks call
+``register(name, Env, expert=...)``), where
 :func:`make_expert` looks it up. This module holds what they share: :func:`goal_policy` turns a
 phase machine's Cartesian goal into an action for either action mode; :func:`rollout` scans one.
 """
