@@ -227,17 +227,18 @@ def write_outputs(result: SimulationResult, output_csv: str | Path, plots_dir: s
     """Writes the per-episode CSV, ``<stem>_summary.csv``, ``<stem>_customers.csv`` and PNG plots."""
     import pandas as pd
 
+    from .csv_formats import write_atomic
+
     out = Path(output_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    pd.DataFrame(result.episodes).to_csv(out, index=False)
-    written.append(out)
     s = out.with_name(out.stem + "_summary.csv")
-    pd.DataFrame({"metric": list(result.summary), "value": list(result.summary.values())}).to_csv(s, index=False)
-    written.append(s)
     c = out.with_name(out.stem + "_customers.csv")
-    pd.DataFrame(result.customers).to_csv(c, index=False)
-    written.append(c)
+    tables = ((out, pd.DataFrame(result.episodes)),
+              (s, pd.DataFrame({"metric": list(result.summary), "value": list(result.summary.values())})),
+              (c, pd.DataFrame(result.customers)))
+    written = []
+    for path, frame in tables:  # each file is written whole or not at all (an older one stays as it was)
+        write_atomic(path, lambda fh, frame=frame: frame.to_csv(fh, index=False))
+        written.append(path)
     written += write_plots(result, Path(plots_dir) if plots_dir else out.parent, out.stem)
     return written
 

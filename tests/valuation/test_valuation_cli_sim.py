@@ -93,6 +93,29 @@ def test_cli_simulate_report_compare(tmp_path):
     assert "calibrated (held out)" in table and "configured" in table
 
 
+def test_simulation_outputs_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A failure while writing one output leaves that file as it was (no truncated CSV)."""
+    import pandas as pd
+
+    out = tmp_path / "sim.csv"
+    customers = tmp_path / "sim_customers.csv"
+    customers.write_text("old,intact\n")
+    result = simulator.simulate(ValuationSettings(), episodes=50, seed=1)
+    real = pd.DataFrame.to_csv
+
+    def failing(frame, fh=None, **kw):
+        if "cost_if_sharing" in frame.columns:  # the customers table
+            fh.write("partial")
+            raise OSError(28, "No space left on device")
+        return real(frame, fh, **kw)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing)
+    with pytest.raises(valuation.errors.ValuationError, match="sim_customers.csv"):
+        simulator.write_outputs(result, out, plots_dir=tmp_path)
+    assert customers.read_text() == "old,intact\n"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_valuation_never_imports_envs_or_train():
     import ast
 
