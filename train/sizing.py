@@ -56,13 +56,13 @@ def size_imitation(backend: str, minutes: float | None, n_dev: int) -> tuple[flo
         minutes = 12.0 if minutes is None else minutes
         rounds = max(4, int((minutes * 60.0 - 60.0 - 150.0) / _CPU_ROUND_SECONDS))  # compile; held-out eval
         over = {"num_envs": 32, "rollout_steps": 3000, "rounds": rounds, "sgd_steps": 4000}
-        return minutes, over, f"CPU x{n_dev}: DAgger, 32 robots x 3,000 steps per round, {rounds} rounds"
+        return minutes, over, f"CPU x{n_dev}: DAgger sized to {minutes:g} min: 32 robots x 3,000 steps per round"
     minutes = 15.0 if minutes is None else minutes
     num_envs = 2048 * n_dev
     # 6M rows per round; the buffer keeps the newest 36M (~16 GiB on the device; the oldest rounds drop out)
     over = {"num_envs": num_envs, "rollout_steps": 3000, "rounds": 12, "sgd_steps": 8000, "batch_size": 4096,
             "num_eval_envs": 128, "capacity": 36_000_000}
-    return minutes, over, f"{backend.upper()} x{n_dev}: DAgger, {num_envs} robots x 3,000 steps per round, 12 rounds"
+    return minutes, over, f"{backend.upper()} x{n_dev}: DAgger sized to {minutes:g} min: {num_envs} robots x 3,000 steps per round"
 
 
 def size_for_hardware(backend: str | None = None, minutes: float | None = None, num_devices: int | None = None,
