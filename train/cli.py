@@ -87,6 +87,14 @@ def print_summary(result, out: Path | None) -> None:
     last = {}
     for r in result.rows:
         last[r["member"]] = r
+    console = Console(width=100)
+    if all(r["stats_iteration"] < 0 for r in last.values()):
+        # nothing measured: a table of NaNs says less than one line
+        console.print(f"{result.env_steps:,} env steps in {result.wall_time:.0f} s ({result.stopped}): no episode finished "
+                      "and no evaluation ran yet (python -m evaluate judges the policy)")
+        if out:
+            console.print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
+        return
     t = Table(title=f"final evaluation ({result.env_steps:,} env steps, {result.wall_time:.0f} s, {result.stopped})")
     for c in ("member", "seed", "MPᵣ", "e", "ŵᵣ $/h", "productivity parity", "wage parity", "success", "converged",
               "measured at iteration"):
@@ -96,9 +104,9 @@ def print_summary(result, out: Path | None) -> None:
                   f"{r['eval_productivity_parity']:.3f}", f"{r['eval_wage_parity']:.3f}",
                   f"{r['eval_success_rate']:.2f}", "yes" if r["converged"] else "no",
                   str(r["stats_iteration"]) if r["stats_iteration"] >= 0 else "no episode finished yet")
-    Console().print(t)
+    console.print(t)
     if out:
-        Console().print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
+        console.print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
 
 
 def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
