@@ -79,7 +79,7 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
 
 
 def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: dict | None, state, resume: bool,
-              log, rollout_steps: int) -> tuple[Any, int, float, int | None]:
+              log, episode_length: int) -> tuple[Any, int, float, int | None]:
     """Writes config.json; with ``resume``, restores the newest good checkpoint and drops the CSV rows after it.
 
     Returns:
@@ -95,7 +95,7 @@ def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: 
     if resume:
         # a run continued with more rounds has a larger buffer: restore into the saved run's buffer size, then grow
         template = jax.device_get(state)
-        saved = _saved_capacity(out, rollout_steps)
+        saved = _saved_capacity(out, episode_length)
         if saved is not None and saved != template.buffer.obs.shape[0]:
             obs_size, act_size = template.buffer.obs.shape[1], template.buffer.act.shape[1]
             template = template.replace(buffer=Buffer.init(saved, obs_size, act_size))
@@ -115,11 +115,12 @@ def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: 
     return restored, start, float(meta["extra"].get("wall_time", 0.0)), start
 
 
-def _saved_capacity(out: Path, rollout_steps: int) -> int | None:
+def _saved_capacity(out: Path, episode_length: int) -> int | None:
     """Buffer rows of the run saved in ``out`` (from its config.json), or None if it cannot be told."""
     try:
         old = json.loads((out / "config.json").read_text())["imitation"]
-        return int(old.get("capacity") or old["rounds"] * old["num_envs"] * (old.get("rollout_steps") or rollout_steps))
+        steps = min(old.get("rollout_steps") or episode_length, episode_length)  # as make_imitation caps it
+        return int(old.get("capacity") or old["rounds"] * old["num_envs"] * steps)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -160,7 +161,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     start, wall_before, resumed_from = 0, 0.0, None
     if out:
         state, start, wall_before, resumed_from = _open_run(out, cfg, ppo_cfg, env_params, run_config, state, resume,
-                                                            log, im.rollout_steps)
+                                                            log, env.episode_length)
     collect = jax.jit(im.collect, donate_argnums=0)
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
