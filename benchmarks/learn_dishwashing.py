@@ -158,9 +158,7 @@ def main(argv=None) -> int:
                 f"dishwashing PPO ({backend}, {num_envs} robots)")
     last = result.rows[-1] if result.rows else {}
     best = max(result.rows, key=lambda r: r["eval_productivity_parity"]) if result.rows else {}
-    device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    cmd = "python benchmarks/learn_dishwashing.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    device, commit, cmd = _provenance(argv)
     lines = [f"# Learning dishwashing to wage and productivity parity ({backend.upper()})", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
              f"- machine: {device}; jax {jax.__version__}; commit {commit}",
@@ -286,7 +284,7 @@ def dagger_route(args, argv) -> int:
              f"- machine: {device}; jax {jax.__version__}; commit {commit}",
              f"- command: `{cmd}`",
              f"- DAgger: {icfg.rounds} rounds of {icfg.num_envs} robots x "
-             f"{min(icfg.rollout_steps or env.episode_length, env.episode_length)} steps, "
+             f"{icfg.steps_per_round(env.episode_length)} steps, "
              f"β {list(icfg.beta_schedule)} (last repeats), {icfg.sgd_steps} minibatches of {icfg.batch_size} per round, "
              f"Adam {icfg.learning_rate} x {icfg.lr_decay}/round; student = PPO policy {ppo.policy_hidden} "
              f"{ppo.activation}; episode {env.episode_length} steps x {env.dt:g} s, domain randomization on",

@@ -126,8 +126,8 @@ def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
     parsed = parse_section(ImitationConfig, run_config.pop("imitation", None), source, "imitation")
     icfg = _user_error(lambda: parsed.replace(**changes))
     if not args.no_progress:
-        steps = min(icfg.rollout_steps or env.episode_length, env.episode_length)
-        print(f"{icfg.algorithm}: {icfg.rounds} rounds of {icfg.num_envs} robots x {steps} steps, "
+        print(f"{icfg.algorithm}: {icfg.rounds} rounds of {icfg.num_envs} robots x "
+              f"{icfg.steps_per_round(env.episode_length)} steps, "
               f"{icfg.sgd_steps} minibatches of {icfg.batch_size} per round, {icfg.num_eval_envs} held-out robots")
     result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=out, resume=args.resume,
                            minutes=args.minutes, progress=not args.no_progress, run_config=run_config)

@@ -100,6 +100,10 @@ class ImitationConfig:
             if not ok:
                 raise FieldError("imitation", name, getattr(self, name), rule)
 
+    def steps_per_round(self, episode_length: int) -> int:
+        """Control steps each robot is collected for per round: ``rollout_steps``, at most one episode."""
+        return min(self.rollout_steps or episode_length, episode_length)
+
     def beta(self, round_index: int) -> float:
         """β of round ``round_index`` (1 for every round of ``bc``)."""
         if self.algorithm == "bc":
@@ -225,7 +229,7 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
       env: an env following the vpjax contract (no auto-reset: a round is at most one episode).
       expert: the teacher, jittable and stateless.
     """
-    steps = min(cfg.rollout_steps or env.episode_length, env.episode_length)  # a round is at most one episode
+    steps = cfg.steps_per_round(env.episode_length)
     capacity = cfg.capacity or cfg.rounds * cfg.num_envs * steps
     policy_net, value_net = make_networks(env.observation_size, env.action_size, ppo_cfg.policy_hidden,
                                           ppo_cfg.value_hidden, ppo_cfg.activation)

@@ -119,8 +119,8 @@ def _saved_capacity(out: Path, episode_length: int) -> int | None:
     """Buffer rows of the run saved in ``out`` (from its config.json), or None if it cannot be told."""
     try:
         old = json.loads((out / "config.json").read_text())["imitation"]
-        steps = min(old.get("rollout_steps") or episode_length, episode_length)  # as make_imitation caps it
-        return int(old.get("capacity") or old["rounds"] * old["num_envs"] * steps)
+        return int(old.get("capacity") or old["rounds"] * old["num_envs"]
+                   * ImitationConfig(rollout_steps=old.get("rollout_steps", 0)).steps_per_round(episode_length))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
