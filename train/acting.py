@@ -27,6 +27,15 @@ EPISODE_METRICS = ("mp", "error_rate", "implied_wage", "productivity_parity", "w
                    "attempts", "reward_episode", "reward_mp", "reward_error", "reward_wage")
 
 
+def episode_metric_names(metric_names) -> tuple[str, ...]:
+    """:data:`EPISODE_METRICS`, then the reward function's extra terms among ``metric_names``.
+
+    The extra terms are ``reward_extra_<term>`` (:func:`vpjax.economics.account`); the rollout sums them
+    over the episodes that finish, like the other reward parts (the CSV's ``reward_extra_<term>`` columns).
+    """
+    return EPISODE_METRICS + tuple(k for k in metric_names if k.startswith(E.EXTRA_PREFIX))
+
+
 @struct.dataclass
 class Transition:
     """One rollout, all leaves [T, B, ...]: observation, pre-tanh action, its log-density, value, reward, done."""
@@ -90,7 +99,7 @@ def env_step(env, nets: PPONetworks, cfg: PPOConfig, carry, key):
     ep_total = ep_return + reward
     m = nxt.metrics
     econ = env_params.econ
-    ended = {k: m[k].astype(jnp.float32) for k in EPISODE_METRICS}
+    ended = {k: m[k].astype(jnp.float32) for k in episode_metric_names(m)}
     ended["episode_return"] = ep_total
     ended["parity_ok"] = E.parity_holds(m["productivity_parity"], m["wage_parity"], econ).astype(jnp.float32)
     shaping = m["reward_shaping"].astype(jnp.float32) if "reward_shaping" in m else jnp.zeros_like(reward)
@@ -111,13 +120,14 @@ def rollout(env, nets: PPONetworks, cfg: PPOConfig, params, norm, env_state, ep_
 
     Returns:
       (env_state, ep_return, Transition [T, B], acc): ``acc`` maps ``sum_<metric>`` (sums over the
-      episodes that ended, per robot), ``episodes_done`` and the per-step sums of ``alpha``,
-      ``gamma`` and ``reward_shaping`` to [B] arrays. The values are computed after the scan, in
+      episodes that ended, per robot, of :func:`episode_metric_names`, ``episode_return`` and
+      ``parity_ok``), ``episodes_done`` and the per-step sums of ``alpha``, ``gamma`` and
+      ``reward_shaping`` to [B] arrays. The values are computed after the scan, in
       one batched call over all T x B observations (the same parameters act throughout the rollout).
     """
     keys = jax.random.split(key, cfg.unroll_length)
     zeros = jnp.zeros_like(ep_return)
-    acc = {f"sum_{k}": zeros for k in EPISODE_METRICS + ("episode_return", "parity_ok")}
+    acc = {f"sum_{k}": zeros for k in episode_metric_names(env_state.metrics) + ("episode_return", "parity_ok")}
     acc.update(episodes_done=zeros, alpha=zeros, gamma=zeros, reward_shaping=zeros)
     carry = (env_state, ep_return, params, norm, env_params, acc)
     (env_state, ep_return, *_, acc), (obs, raw, logp, reward, done) = jax.lax.scan(

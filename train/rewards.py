@@ -72,7 +72,8 @@ def resolve_reward(spec: str | None) -> Callable | None:
     """``None``/"seed" -> the default; a built-in name; ``module:function``; or ``path/to/file.py:function``.
 
     Raises:
-      ValueError: unknown name, unimportable module or missing function (the message names which).
+      ValueError: unknown name, unimportable module, missing function, or a function that breaks the
+        reward contract of :func:`vpjax.economics.check_reward_fn` (the message names which).
     """
     if spec is None or spec == "seed":
         return None
@@ -88,5 +89,8 @@ def resolve_reward(spec: str | None) -> Callable | None:
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ValueError(f"--reward {spec!r}: {mod_name!r} has no function {fn_name!r}")
-    E.check_reward_fn(fn, E.EconParams.create())
+    try:
+        E.check_reward_fn(fn, E.EconParams.create())
+    except TypeError as e:  # one line naming the function and the term; the CLI prints it as a user error
+        raise ValueError(f"--reward {spec!r}: {e}") from None
     return fn

@@ -20,7 +20,8 @@ import numpy as np
 from . import checkpoint as ckpt
 from .config import PPOConfig
 from .members import build_members, econ_to_dict, make_mesh, shard_state
-from .metrics_log import CSV_COLUMNS, append_rows, carry_forward, chunk_rows, progress_line, truncate_csv  # noqa: F401
+from .metrics_log import (CSV_COLUMNS, append_rows, carry_forward, chunk_rows, csv_columns, file_header,  # noqa: F401
+                          progress_line, truncate_csv)
 from .policy_file import export_policy, start_from_policy
 from .ppo import PPOTrain, make_train
 
@@ -197,9 +198,11 @@ def run_training(cfg: PPOConfig, env, env_params=None, run: RunConfig = RunConfi
     state = shard_state(state, mesh)
     chunk_fn = programs.chunk(state, mesh)
     last_measured: dict = {}
+    columns = csv_columns(state.env_state.metrics)  # the seed's columns, then the reward's extra terms
     if csv_path is not None:
         if resumed_from is not None:
-            last_measured = truncate_csv(csv_path, start_iter)
+            last_measured = truncate_csv(csv_path, start_iter, columns)
+            columns = file_header(csv_path, columns)
         elif csv_path.exists():
             csv_path.unlink()
     beta = np.asarray(jax.device_get(members.econ.beta)).reshape(-1)
@@ -222,7 +225,7 @@ def run_training(cfg: PPOConfig, env, env_params=None, run: RunConfig = RunConfi
             carry_forward(rows, last_measured)
             result.rows.extend(rows)
             if csv_path is not None:
-                append_rows(csv_path, rows)
+                append_rows(csv_path, rows, columns)
             if bar is not None:
                 bar.update(task, completed=env_steps, description=progress_line(rows, env_steps, total_steps, sps))
             converged = all(r["converged"] for r in rows)

@@ -44,3 +44,22 @@ def test_truncate_csv_keeps_rows_and_returns_last_measurement(tmp_path):
         kept = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in kept] == [10, 20]
     assert got[0]["stats_iteration"] == 10 and got[0]["MP_r"] == 0.5
+
+
+def test_extra_reward_columns_are_carried_and_a_resumed_file_keeps_its_header(tmp_path):
+    cols = metrics_log.csv_columns(("mp", "reward_extra_zeta", "reward_extra_bonus", "unstable"))
+    assert cols == metrics_log.CSV_COLUMNS + ["reward_extra_bonus", "reward_extra_zeta"]
+    last = {}
+    rows = [_row(0, 10, 0.5) | {"reward_extra_bonus": 2.0}, _row(0, 20, float("nan")) | {"reward_extra_bonus": math.nan}]
+    metrics_log.carry_forward(rows, last)
+    assert rows[1]["reward_extra_bonus"] == 2.0 and rows[1]["stats_iteration"] == 10
+    path = tmp_path / "training_metrics.csv"
+    old = metrics_log.CSV_COLUMNS + ["reward_extra_bonus"]
+    metrics_log.append_rows(path, rows, old)
+    # a resume whose reward adds a term keeps the file's columns and appends the new one after them
+    got = metrics_log.truncate_csv(path, 10, cols)
+    assert got[0]["reward_extra_bonus"] == 2.0
+    assert metrics_log.file_header(path, cols) == old + ["reward_extra_zeta"]
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == old + ["reward_extra_zeta"] and len(list(reader)) == 1

@@ -35,6 +35,8 @@ TRAIN = [
     (["--alpha", "-1"], ["--alpha", "reward.alpha_initial = -1.0", "must be >= 0"]),
     (["--reward", "nosuch"], ["--reward", "nosuch", "not a built-in"]),
     (["--reward", "no_such_module_xyz:f"], ["--reward", "no_such_module_xyz", "cannot import"]),
+    (["--reward", "tests/train/my_reward_plugin.py:vector_total"],
+     ["--reward", "'vector_total'", "term 'total'", "shape (3,)"]),
     (["--sweep", "gamma=a,b"], ["--sweep gamma", "must be numbers"]),
     (["--sweep", "gamma"], ["--sweep", "NAME=v1,v2"]),
     (["--init", "{d}/no_run"], ["--init", "no_run", "no such run"]),

@@ -1,5 +1,6 @@
 """--reward: built-ins and user MODULE:FUNCTION reach the jitted env.step; bad specs fail clearly."""
 
+import csv
 from pathlib import Path
 
 import jax
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 from point_env import PointDeliver
 
-from train.config import PPOConfig
 from train.acting import robot_params
+from train.config import PPOConfig
+from train.metrics_log import CSV_COLUMNS
 from train.rewards import BUILTIN, resolve_reward
+from train.runner import RunConfig, run_training
 from vpjax import economics as E
 
 PLUGIN = Path(__file__).with_name("my_reward_plugin.py")
@@ -23,12 +26,50 @@ def test_resolve_builtin_and_user():
     assert fn.__name__ == "level_reward"
     with pytest.raises(ValueError, match="has no function 'nope'"):
         resolve_reward(f"{PLUGIN}:nope")
-    with pytest.raises(TypeError, match="lacks keys"):
+    with pytest.raises(ValueError, match="'broken_reward' lacks keys"):
         resolve_reward(f"{PLUGIN}:broken_reward")
     with pytest.raises(ValueError, match="cannot import 'no_such_module_xyz'"):
         resolve_reward("no_such_module_xyz:f")
     with pytest.raises(ValueError, match="not a built-in"):
         resolve_reward("fancy")
+
+
+@pytest.mark.parametrize("fn, term, got", [("vector_total", "total", "shape (3,)"), ("int_total", "total", "int32")])
+def test_plugin_with_a_bad_term_is_refused_in_one_line(fn, term, got):
+    with pytest.raises(ValueError) as info:
+        resolve_reward(f"{PLUGIN}:{fn}")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("--reward "), msg
+    for part in (f"'{fn}'", f"term '{term}'", got):
+        assert part in msg, msg
+
+
+# 2 chunks of 2 iterations on 8 robots with 6-step episodes: every iteration finishes episodes
+TINY = PPOConfig(num_envs=8, unroll_length=6, num_minibatches=2, update_epochs=1, total_timesteps=8 * 6 * 2 * 2,
+                 eval_every=2, num_eval_envs=0, policy_hidden=(8,), value_hidden=(8,), checkpoint_every=1)
+
+
+def test_extra_terms_reach_the_training_csv_and_a_resume_keeps_its_header(tmp_path):
+    env = PointDeliver(episode_length=6, reward_fn=resolve_reward(f"{PLUGIN}:logged_reward"))
+    extras = ["reward_extra_parity", "reward_extra_two"]
+    assert [k for k in env.metric_names if k.startswith("reward_extra_")] == extras
+    first = run_training(TINY, env, run=RunConfig(out_dir=tmp_path, progress=False, max_chunks=1))
+    path = tmp_path / "training_metrics.csv"
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == CSV_COLUMNS + extras
+    resumed = run_training(TINY, env, run=RunConfig(out_dir=tmp_path, progress=False, resume=True))
+    assert resumed.resumed_from == 2 and resumed.iterations == 4
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == header and [r["iteration"] for r in rows] == ["2", "4"]
+    for r, mem in zip(rows, first.rows + resumed.rows):
+        assert float(r["episodes_done"]) > 0
+        assert float(r["reward_extra_two"]) == pytest.approx(2.0)  # the mean of a constant term is that constant
+        # the parity term is averaged over the same finished episodes as the productivity_parity column
+        assert np.isfinite(float(r["reward_extra_parity"]))
+        assert float(r["reward_extra_parity"]) == pytest.approx(float(r["productivity_parity"]), rel=1e-5, abs=1e-7)
+        assert float(r["reward_extra_two"]) == pytest.approx(mem["reward_extra_two"])
 
 
 @pytest.mark.parametrize("spec", ["plugin", "one_sided_wage"])
