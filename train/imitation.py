@@ -6,16 +6,21 @@ no distillation step.
 
 One DAgger round (:func:`make_imitation` builds the jitted pieces)::
 
-    collect : reset num_envs fresh scenes -> lax.scan over rollout_steps:
+    collect : num_envs robots -> lax.scan over rollout_steps:
               the expert labels the state; the student (deterministic) or, with probability β per robot
-              and step, the expert acts; (obs, expert action) rows go into a fixed-size device buffer
+              and step, the expert acts; (obs, expert action) rows go into a fixed-size device buffer.
+              A robot whose episode is not over continues it in the next round, and one whose episode
+              ended starts a fresh scene: with rollout_steps shorter than the episode, the rounds
+              cover every part of it (with 3,000 of 6,000 steps, round 1 the first half of 32 scenes,
+              round 2 their second half), not only its beginning
     fit     : sgd_steps minibatches drawn from the whole buffer (rows re-weighted by how rare their
               expert action is, so grasps and releases are not drowned by "hold still in the sink")
 
 β follows ``beta_schedule`` (one value per round, the last repeated): a round with β = 1 is a round of
 pure demonstrations, so ``--algorithm bc`` is DAgger with β ≡ 1. The collection of a β = 0 round is the
-student acting alone on scenes it has never seen, which the run records as its learning curve; the final
-evaluation uses separate held-out scenes.
+student acting alone (on episodes it started, or continued from the previous round's policy, on scenes no
+evaluation uses), which the run records as its learning curve: the economics of each robot's episode so
+far. The final evaluation uses separate held-out scenes, whole episodes.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ class ImitationConfig:
       algorithm: "dagger" (the student acts, the expert labels) or "bc" (the expert acts: β ≡ 1).
       rounds: collect + fit rounds.
       num_envs: robots (fresh scenes) collected per round.
-      rollout_steps: control steps per robot per round (0 = one whole episode; at most one episode).
+      rollout_steps: control steps per robot per round (0 = one whole episode; at most one episode). A
+        robot's episode continues across rounds until it ends, so a value that divides the episode
+        length wastes no steps.
       beta_schedule: β of each round (probability that the expert's action is executed); the last value
         repeats. Round 0 at β = 1 is a round of demonstrations.
       sgd_steps: minibatch updates per round (on the whole aggregated buffer).
@@ -164,6 +171,8 @@ class ImitationState:
       buffer: the aggregated dataset.
       key: PRNG key.
       round: rounds done.
+      envs: the collecting robots' env states [num_envs] (their episodes continue in the next round).
+      alive: [num_envs] 1 where that robot's episode is not over; 0 starts a fresh scene.
     """
 
     params: Any
@@ -172,6 +181,8 @@ class ImitationState:
     buffer: Buffer
     key: jax.Array
     round: jax.Array
+    envs: Any
+    alive: jax.Array
 
 
 def action_bins(act: jax.Array, num_bins: int = 4096) -> jax.Array:
@@ -226,7 +237,8 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
     Args:
       cfg: imitation hyper-parameters.
       ppo_cfg: the PPOConfig whose policy/value networks, ``min_std`` and ``normalize_obs`` the student uses.
-      env: an env following the vpjax contract (no auto-reset: a round is at most one episode).
+      env: an env following the vpjax contract (no auto-reset: a robot whose episode ended waits, frozen,
+        for the next round's fresh scene).
       expert: the teacher, jittable and stateless.
     """
     steps = cfg.steps_per_round(env.episode_length)
@@ -242,25 +254,32 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
     def act(params, norm, obs):
         return dist.mode(policy_net.apply(params["policy"], norm.normalize(obs, norm_on)))
 
+    reset_b = vmap_robots(env.reset, (0, None))
+
     def init(key) -> ImitationState:
         k_pol, k_val, k_next = jax.random.split(key, 3)
         dummy = jnp.zeros((1, env.observation_size), jnp.float32)
         params = {"policy": policy_net.init(k_pol, dummy), "value": value_net.init(k_val, dummy)}
+        # placeholders of the robots' states (alive 0: the first round resets every robot with its own params)
+        envs = reset_b(jnp.zeros((cfg.num_envs, 2), jnp.uint32), env.default_params)
         return ImitationState(params=params, opt_state=optimizer.init(params["policy"]),
                               norm=RunningStats.init(env.observation_size),
                               buffer=Buffer.init(capacity, env.observation_size, env.action_size), key=k_next,
-                              round=jnp.zeros((), jnp.int32))
+                              round=jnp.zeros((), jnp.int32), envs=envs, alive=jnp.zeros((cfg.num_envs,), jnp.float32))
 
     def collect(state: ImitationState, beta, env_params):
-        """One round's rollouts on ``cfg.num_envs`` fresh scenes; rows go into the buffer.
+        """One round's rollouts of ``cfg.num_envs`` robots; rows go into the buffer.
+
+        Robots whose episode is not over continue it; the others start fresh scenes.
 
         Returns:
-          (state, metrics): the rollout's economics at its last step (mean over robots; with β = 0 the
-          student's own deterministic performance on unseen scenes) and ``expert_fraction`` (the share
-          of steps the expert acted).
+          (state, metrics): the economics of each robot's episode so far at the round's last step (mean over
+          robots; with β = 0 the student's own deterministic performance) and ``expert_fraction`` (the
+          share of steps the expert acted).
         """
         key, k_reset, k_mix = jax.random.split(state.key, 3)
-        s = vmap_robots(env.reset, (0, None))(jax.random.split(k_reset, cfg.num_envs), env_params)
+        fresh = reset_b(jax.random.split(k_reset, cfg.num_envs), env_params)
+        s = hold_finished(state.alive > 0, state.envs, fresh)
 
         def body(carry, k):
             s, alive = carry
@@ -272,14 +291,14 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
             alive2 = alive * (1.0 - s2.done)
             return (hold_finished(alive2 > 0, s2, s), alive2), (s.obs, label, alive, use_expert.astype(jnp.float32) * alive)
 
-        (s, _), (obs, labels, valid, used) = jax.lax.scan(body, (s, jnp.ones((cfg.num_envs,), jnp.float32)),
-                                                          jax.random.split(k_mix, steps))
+        (s, alive), (obs, labels, valid, used) = jax.lax.scan(body, (s, jnp.ones((cfg.num_envs,), jnp.float32)),
+                                                              jax.random.split(k_mix, steps))
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
         buffer = state.buffer.add(flat(obs), flat(labels), flat(valid))
         norm = state.norm.update(flat(obs)) if norm_on else state.norm
         metrics = summarize_episodes(s.metrics, env_params.econ)
         metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)
-        return state.replace(buffer=buffer, norm=norm, key=key), metrics
+        return state.replace(buffer=buffer, norm=norm, key=key, envs=s, alive=alive), metrics
 
     def fit(state: ImitationState, learning_rate):
         """``cfg.sgd_steps`` minibatch updates of the policy on the aggregated buffer."""

@@ -114,3 +114,30 @@ def test_grow_buffer_keeps_rows_and_continues_the_ring():
     assert int(grow_buffer(partial, 6).ptr) == 2
     with pytest.raises(CheckpointError, match="at least as many rounds"):
         grow_buffer(full, 3)
+
+
+def test_collection_continues_unfinished_episodes_across_rounds():
+    # windows of half an episode: round 1 collects steps 0-4 of 3 scenes, round 2 steps 5-9 of the same
+    # scenes (the episode ends), round 3 starts fresh scenes
+    from envs.point import PointDeliver, expert
+    from train.imitation import make_imitation
+
+    env = PointDeliver(episode_length=10)
+    cfg = ImitationConfig(rounds=3, num_envs=3, rollout_steps=5, sgd_steps=1, batch_size=4)
+    im = make_imitation(cfg, PPOConfig(policy_hidden=(8,), value_hidden=(8,)), env,
+                        lambda s, p: expert(s, jax.random.PRNGKey(0), p))
+    collect = jax.jit(im.collect)
+    state = jax.jit(im.init)(jax.random.PRNGKey(0))
+    steps, goals = [], []
+    for _ in range(3):
+        state, _ = collect(state, jnp.float32(1.0), env.default_params)
+        steps.append(np.asarray(state.envs.info["steps"]))
+        goals.append(np.asarray(state.envs.obs))
+    # the frozen robots of round 2 stop at the state before their last step (step 9 of 10)
+    np.testing.assert_array_equal(np.stack(steps), [[5] * 3, [9] * 3, [5] * 3])
+    np.testing.assert_array_equal(np.asarray(state.alive), np.ones(3))
+    rows = np.asarray(state.buffer.obs[:45]).reshape(3, 5, 3, -1)  # [round, step, robot, obs]
+    valid = np.asarray(state.buffer.valid[:45]).reshape(3, 5, 3)
+    assert valid[0].all() and valid[2].all() and valid[1].all()
+    # round 2's first rows continue round 1's scenes: not the fresh scenes round 3 starts from
+    assert not np.allclose(rows[1, 0], rows[2, 0])
