@@ -50,9 +50,19 @@ def _digest(arrays) -> str:
 
 
 def _checkpointer():
+    """Orbax's checkpointer, confined to this process.
+
+    Multi-host, only process 0 saves (the leaves were gathered first) and each process restores by itself;
+    orbax's default barrier is a collective over all devices (``sync_global_devices``), which a save on
+    process 0 alone would run against the other processes' next training step (a collective mismatch).
+    """
     import orbax.checkpoint as ocp
 
-    return ocp.PyTreeCheckpointer()
+    if jax.process_count() == 1:
+        return ocp.PyTreeCheckpointer()
+    me = jax.process_index()
+    mp = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=mp), multiprocessing_options=mp)
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
