@@ -241,7 +241,7 @@ def dagger_route(args, argv) -> int:
     from train.cli import build_parser
     from train.imitation import ImitationConfig
     from train.imitation_run import print_comparison, run_imitation
-    from train.setup import resolve
+    from train.setup import resolve, units_label
     from vpjax.schema import parse_section
 
     gpu = jax.default_backend() != "cpu"
@@ -263,7 +263,7 @@ def dagger_route(args, argv) -> int:
         shutil.rmtree(work)
     result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=work, minutes=None,
                            run_config={**run_config, "benchmark": "learn_dishwashing --route dagger"})
-    print_comparison(result, {"dishwashing": "dishes", "bricklaying": "bricks"}.get(args.env, "units"))
+    print_comparison(result, units_label(run_config))
     # the committed policy: config.json + policy.msgpack + the curve (no checkpoints: they hold the buffer)
     if out.exists():
         shutil.rmtree(out)

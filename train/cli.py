@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .setup import config_name_for, jax_cast_like, load_factory, make_env, resolve  # noqa: F401
+from .setup import config_name_for, jax_cast_like, load_factory, make_env, resolve, units_label  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +131,7 @@ def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
               f"{icfg.sgd_steps} minibatches of {icfg.batch_size} per round, {icfg.num_eval_envs} held-out robots")
     result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=out, resume=args.resume,
                            minutes=args.minutes, progress=not args.no_progress, run_config=run_config)
-    unit = (run_config.get("config") or {}).get("unit_name", "units")
-    print_comparison(result, f"{unit}es" if unit.endswith("sh") else f"{unit}s")
+    print_comparison(result, units_label(run_config))
     print(f"run folder: {out}  (training_metrics.csv, config.json, checkpoints/, policy.msgpack)")
     return 0
 

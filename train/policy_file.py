@@ -41,18 +41,28 @@ def policy_path(spec: str | Path) -> Path:
     return path
 
 
+def source_policy_fields(path: Path) -> dict:
+    """The :data:`POLICY_FIELDS` of the run that wrote the policy file ``path`` (its ``config.json``).
+
+    Empty when no config.json is beside the file; JSON lists come back as tuples. ValueError naming
+    the file when the config.json cannot be read.
+    """
+    conf_path = Path(path).parent / "config.json"
+    if not conf_path.is_file():
+        return {}
+    try:
+        ppo = json.loads(conf_path.read_text()).get("ppo") or {}
+    except ValueError as e:
+        raise ValueError(f"unreadable {conf_path} ({e})") from None
+    return {k: tuple(ppo[k]) if isinstance(ppo[k], list) else ppo[k] for k in POLICY_FIELDS if k in ppo}
+
+
 def _check_source_config(path: Path, cfg) -> None:
     """Refuses a policy whose run (its ``config.json``, when beside it) used another policy network."""
-    conf_path = path.parent / "config.json"
-    if not conf_path.is_file():
-        return
-    ppo = json.loads(conf_path.read_text()).get("ppo") or {}
-    for k in POLICY_FIELDS:
-        if k in ppo:
-            want = getattr(cfg, k)
-            got = tuple(ppo[k]) if isinstance(want, tuple) else ppo[k]
-            if got != want:
-                raise ValueError(f"--init {path}: its run has ppo.{k}={got!r}, this run ppo.{k}={want!r}")
+    for k, got in source_policy_fields(path).items():
+        want = getattr(cfg, k)
+        if got != want:
+            raise ValueError(f"--init {path}: its run has ppo.{k}={got!r}, this run ppo.{k}={want!r}")
 
 
 def start_from_policy(state, spec: str | Path, cfg):

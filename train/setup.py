@@ -60,18 +60,18 @@ def init_policy_fields(spec) -> dict:
     Empty when the policy file has no config.json beside it (the run's own fields are then checked
     against the file's array shapes when it is loaded).
     """
-    import json
+    from .policy_file import policy_path, source_policy_fields
 
-    from .policy_file import POLICY_FIELDS, policy_path
-
-    conf_path = policy_path(spec).parent / "config.json"
-    if not conf_path.is_file():
-        return {}
     try:
-        ppo = json.loads(conf_path.read_text()).get("ppo") or {}
+        return source_policy_fields(policy_path(spec))
     except ValueError as e:
-        raise SystemExit(f"--init {spec}: unreadable {conf_path} ({e})") from None
-    return {k: tuple(ppo[k]) if isinstance(ppo[k], list) else ppo[k] for k in POLICY_FIELDS if k in ppo}
+        raise SystemExit(f"--init {spec}: {e}") from None
+
+
+def units_label(run_config: dict) -> str:
+    """The plural of the run's ``config.unit_name`` (dish -> dishes, brick -> bricks), for report headers."""
+    unit = (run_config.get("config") or {}).get("unit_name") or "unit"
+    return f"{unit}es" if unit.endswith(("s", "sh", "ch", "x", "z")) else f"{unit}s"
 
 
 def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
