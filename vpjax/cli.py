@@ -40,7 +40,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], newline:
     ``error`` naming the path.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # one temporary name per process: processes of a multi-host run that write the same file do not collide
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") if binary else open(tmp, "w", newline=newline) as fh:
