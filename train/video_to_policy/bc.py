@@ -47,18 +47,6 @@ def _device_batch(batch: dict, norm: Normalizer) -> dict:
             "actions": jnp.asarray(batch["actions"][:, 0])}
 
 
-def make_loss(net: BCNet):
-    """``loss(params, batch, key) -> (mse, aux)``."""
-
-    def loss(params, batch, key):
-        del key
-        pred = net.apply({"params": params}, batch["frames"], batch["proprio"])
-        mse = jnp.mean((pred - batch["actions"]) ** 2)
-        return mse, {"mse": mse}
-
-    return loss
-
-
 def train(demos: Sequence[Record], cfg: BCConfig, key: jax.Array, labels: Mapping[str, np.ndarray] | None = None,
           quiet: bool = False):
     """Clones a policy from ``demos`` with ``labels`` ({id: [T, A]}, e.g. IDM labels) or their true actions.
@@ -74,7 +62,7 @@ def train(demos: Sequence[Record], cfg: BCConfig, key: jax.Array, labels: Mappin
     sample = _device_batch(loader.gather(loader.windows[:2]), norm)
     params = net.init(k_init, sample["frames"], sample["proprio"])["params"]
     with common.Progress("BC", cfg.steps, quiet) as bar:
-        params, losses = common.fit(params, make_loss(net), loader.stream(cfg.steps), cfg.steps, cfg.learning_rate,
+        params, losses = common.fit(params, common.mse_loss(net), loader.stream(cfg.steps), cfg.steps, cfg.learning_rate,
                                     k_fit, progress=bar.update, to_device=lambda b: _device_batch(b, norm))
     return {"params": params, "norm": {"mean": norm.mean, "std": norm.std}}, losses
 

@@ -114,6 +114,15 @@ def _training(q, steps, lr=1e-3):
     q.add_argument("--channels", type=_ints, default=(16, 32), help="encoder conv widths (default 16,32)")
 
 
+def _demo_policy(base, name: str, help: str, steps: int):
+    """A subcommand that trains a policy on the demos: the training flags, --labels and --idm."""
+    q = base(name, help)
+    _training(q, steps)
+    q.add_argument("--labels", choices=("idm", "true"), default="idm", help="action labels (default idm)")
+    q.add_argument("--idm", default=None, help="IDM checkpoint (default <data>/idm)")
+    return q
+
+
 def _add_learners(base) -> None:
     i = base("idm", "train the inverse dynamics model on play data; label the demos; report held-out accuracy")
     _training(i, 400)
@@ -121,19 +130,13 @@ def _add_learners(base) -> None:
     i.add_argument("--no-proprio", action="store_true", help="frames only (no proprioception)")
     i.add_argument("--out", default=None, help="checkpoint folder (default <data>/idm)")
 
-    b = base("bc", "behaviour cloning from the demos (IDM labels or the hidden true actions)")
-    _training(b, 400)
-    b.add_argument("--labels", choices=("idm", "true"), default="idm", help="action labels (default idm)")
-    b.add_argument("--idm", default=None, help="IDM checkpoint (default <data>/idm)")
+    b = _demo_policy(base, "bc", "behaviour cloning from the demos (IDM labels or the hidden true actions)", 400)
     b.add_argument("--hidden", type=_ints, default=(256, 256), help="head widths (default 256,256)")
     b.add_argument("--no-vision", action="store_true", help="proprioception only")
     b.add_argument("--no-proprio", action="store_true", help="frames only")
     b.add_argument("--out", default=None, help="checkpoint folder (default <data>/bc_<labels>)")
 
-    d = base("diffusion", "diffusion policy with action chunks (DDPM training, DDIM sampling)")
-    _training(d, 600)
-    d.add_argument("--labels", choices=("idm", "true"), default="idm", help="action labels (default idm)")
-    d.add_argument("--idm", default=None, help="IDM checkpoint (default <data>/idm)")
+    d = _demo_policy(base, "diffusion", "diffusion policy with action chunks (DDPM training, DDIM sampling)", 600)
     d.add_argument("--obs-horizon", type=int, default=2)
     d.add_argument("--pred-horizon", type=int, default=16)
     d.add_argument("--action-horizon", type=int, default=8, help="executed actions per chunk (default 8)")

@@ -87,6 +87,18 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> C
     return update
 
 
+def mse_loss(net) -> Callable:
+    """``loss(params, batch, key) -> (mse, aux)``: ``net``'s action MSE on a batch's frames and proprio (BC, IDM)."""
+
+    def loss(params, batch, key):
+        del key
+        pred = net.apply({"params": params}, batch["frames"], batch["proprio"])
+        mse = jnp.mean((pred - batch["actions"]) ** 2)
+        return mse, {"mse": mse}
+
+    return loss
+
+
 def fit(params, loss_fn: Callable, batches: Iterable[dict], steps: int, lr: float, key: jax.Array,
         progress: Callable[[int, float], None] | None = None, to_device: Callable[[dict], dict] | None = None):
     """Runs ``steps`` optimizer updates over ``batches``.

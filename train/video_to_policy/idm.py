@@ -61,18 +61,6 @@ def _fit_delta_norm(loader: DemoLoader) -> Normalizer:
     return Normalizer.fit(b["proprio"][:, 1] - b["proprio"][:, 0])
 
 
-def make_loss(net: IDMNet):
-    """``loss(params, batch, key) -> (mse, aux)`` on one action per window."""
-
-    def loss(params, batch, key):
-        del key
-        pred = net.apply({"params": params}, batch["frames"], batch["proprio"])
-        mse = jnp.mean((pred - batch["actions"]) ** 2)
-        return mse, {"mse": mse}
-
-    return loss
-
-
 def train(play: Sequence[Record], cfg: IDMConfig, key: jax.Array, quiet: bool = False):
     """Trains the IDM on play records.
 
@@ -87,7 +75,7 @@ def train(play: Sequence[Record], cfg: IDMConfig, key: jax.Array, quiet: bool = 
     sample = _device_batch(loader.gather(loader.windows[:2]), norm, dnorm)
     params = net.init(k_init, sample["frames"], sample["proprio"])["params"]
     with common.Progress("IDM", cfg.steps, quiet) as bar:
-        params, losses = common.fit(params, make_loss(net), loader.stream(cfg.steps), cfg.steps, cfg.learning_rate,
+        params, losses = common.fit(params, common.mse_loss(net), loader.stream(cfg.steps), cfg.steps, cfg.learning_rate,
                                     k_fit, progress=bar.update, to_device=lambda b: _device_batch(b, norm, dnorm))
     mean_action = loader.actions.mean(0)
     return {"params": params, "norm": {"mean": norm.mean, "std": norm.std},

@@ -115,7 +115,7 @@ def idm(a: IDMStep, log=print, ctx: Dataset | None = None) -> dict:
     acc = idm_mod.accuracy(net, variables, demos)
     labels = idm_mod.predict(net, variables, demos)
     path = ctx.path(a.out, "idm")
-    metrics = {**acc, "loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean())}
+    metrics = {**acc, **_loss_ends(losses)}
     common.save_checkpoint(path, "idm", ctx.task_name, variables, {**vars_json(cfg), "action_size": ctx.task.action_size},
                            metrics)
     np.savez(os.path.join(path, "labels.npz"), **labels)
@@ -125,24 +125,44 @@ def idm(a: IDMStep, log=print, ctx: Dataset | None = None) -> dict:
 
 
 def vars_json(cfg) -> dict:
-    import dataclasses
-
+    """A model config as the JSON of its checkpoint's meta (tuples as lists); :func:`saved_config` reads it back."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def saved_config(cls, c: dict):
+    """The ``cls`` model config of a checkpoint's meta config ``c`` (lists as tuples; other keys ignored)."""
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items() if k in cls.__dataclass_fields__})
+
+
+def _loss_ends(losses) -> dict:
+    """The mean of the first and of the last ten training losses."""
+    return {"loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean())}
+
+
+def _train_on_demos(a: BCStep | DiffusionStep, ctx: Dataset | None, train_fn):
+    """:func:`bc` and :func:`diffusion`'s training: ``train_fn`` on the demos with ``a.labels``.
+
+    Returns (dataset, demos, variables, the loss metrics).
+    """
+    ctx = ctx or Dataset(a.data)
+    labels = _labels(ctx, a.labels, a.idm_path)
+    demos = ctx.records("demo")
+    variables, losses = train_fn(demos, a.model, jax.random.PRNGKey(a.seed), labels=labels, quiet=a.quiet)
+    return ctx, demos, variables, _loss_ends(losses)
+
+
+def _save_policy(ctx: Dataset, a: BCStep | DiffusionStep, kind: str, path: str, variables, metrics: dict) -> None:
+    common.save_checkpoint(path, kind, ctx.task_name, variables,
+                           {**vars_json(a.model), "labels": a.labels, "action_size": ctx.task.action_size}, metrics)
 
 
 def bc(a: BCStep, log=print, ctx: Dataset | None = None) -> dict:
     """Behaviour cloning; returns the losses and the MSE against the hidden true actions."""
-    ctx = ctx or Dataset(a.data)
-    labels = _labels(ctx, a.labels, a.idm_path)
-    demos = ctx.records("demo")
-    cfg = a.model
-    variables, losses = bc_mod.train(demos, cfg, jax.random.PRNGKey(a.seed), labels=labels, quiet=a.quiet)
-    mse = bc_mod.heldout_mse(cfg.net(ctx.task.action_size), variables, demos, cfg)
+    ctx, demos, variables, metrics = _train_on_demos(a, ctx, bc_mod.train)
+    mse = bc_mod.heldout_mse(a.model.net(ctx.task.action_size), variables, demos, a.model)
+    metrics["mse_vs_true_actions"] = mse
     path = ctx.path(a.out, f"bc_{a.labels}")
-    metrics = {"loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean()),
-               "mse_vs_true_actions": mse}
-    common.save_checkpoint(path, "bc", ctx.task_name, variables,
-                           {**vars_json(cfg), "labels": a.labels, "action_size": ctx.task.action_size}, metrics)
+    _save_policy(ctx, a, "bc", path, variables, metrics)
     log(f"BC ({a.labels} labels) on {len(demos)} demos: loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}, "
         f"MSE vs true actions {mse:.4f} -> {path}")
     return metrics
@@ -150,15 +170,9 @@ def bc(a: BCStep, log=print, ctx: Dataset | None = None) -> dict:
 
 def diffusion(a: DiffusionStep, log=print, ctx: Dataset | None = None) -> dict:
     """Trains the diffusion policy; returns its first and last ε-losses."""
-    ctx = ctx or Dataset(a.data)
-    labels = _labels(ctx, a.labels, a.idm_path)
-    demos = ctx.records("demo")
-    cfg = a.model
-    variables, losses = dif.train(demos, cfg, jax.random.PRNGKey(a.seed), labels=labels, quiet=a.quiet)
+    ctx, demos, variables, metrics = _train_on_demos(a, ctx, dif.train)
     path = ctx.path(a.out, "diffusion")
-    metrics = {"loss_first": float(losses[:10].mean()), "loss_last": float(losses[-10:].mean())}
-    common.save_checkpoint(path, "diffusion", ctx.task_name, variables,
-                           {**vars_json(cfg), "labels": a.labels, "action_size": ctx.task.action_size}, metrics)
+    _save_policy(ctx, a, "diffusion", path, variables, metrics)
     log(f"diffusion policy ({a.labels} labels) on {len(demos)} demos: ε-loss {metrics['loss_first']:.4f} -> "
         f"{metrics['loss_last']:.4f} -> {path}")
     return metrics
@@ -167,8 +181,7 @@ def diffusion(a: DiffusionStep, log=print, ctx: Dataset | None = None) -> dict:
 def _bc_spec(ctx: Dataset, path: str, name: str) -> ev.PolicySpec:
     variables, meta = common.load_checkpoint(path, "bc", ctx.task_name)
     c = meta["config"]
-    cfg = bc_mod.BCConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                             if k in bc_mod.BCConfig.__dataclass_fields__})
+    cfg = saved_config(bc_mod.BCConfig, c)
     act = bc_mod.make_act(cfg.net(c["action_size"]), variables)
     return ev.PolicySpec(name, lambda s, f, p, k: act(jnp.asarray(f), jnp.asarray(p))[:, None], cfg.obs_horizon,
                          cfg.use_vision)
@@ -177,8 +190,7 @@ def _bc_spec(ctx: Dataset, path: str, name: str) -> ev.PolicySpec:
 def _diffusion_spec(ctx: Dataset, path: str, name: str) -> ev.PolicySpec:
     variables, meta = common.load_checkpoint(path, "diffusion", ctx.task_name)
     c = meta["config"]
-    cfg = dif.DiffusionConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                                 if k in dif.DiffusionConfig.__dataclass_fields__})
+    cfg = saved_config(dif.DiffusionConfig, c)
     act = dif.make_act(cfg.net(c["action_size"]), variables, cfg, c["action_size"])
     return ev.PolicySpec(name, lambda s, f, p, k: act(f, p, k), cfg.obs_horizon, cfg.use_vision)
 
@@ -274,8 +286,7 @@ def value(a: ValueStep, log=print, ctx: Dataset | None = None) -> dict:
     path = ctx.path(a.idm_path, "idm")
     variables, meta = common.load_checkpoint(path, "idm", ctx.task_name)
     c = meta["config"]
-    cfg = idm_mod.IDMConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()
-                               if k in idm_mod.IDMConfig.__dataclass_fields__})
+    cfg = saved_config(idm_mod.IDMConfig, c)
     net = cfg.net(c["action_size"])
     demos = ctx.records("demo")
     labels = _labels(ctx, "idm", path)

@@ -7,6 +7,7 @@ encoder, 400-600 optimizer steps); the model configs' own defaults are larger.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from . import bc as bc_mod
 from . import diffusion as dif
@@ -49,11 +50,15 @@ class IDMStep:
 
 
 @dataclasses.dataclass(frozen=True)
-class BCStep:
-    """:func:`bc`: behaviour cloning on the demos with ``labels`` "idm" (from ``idm_path``) or "true"."""
+class _DemoPolicyStep:
+    """The fields of :class:`BCStep` and :class:`DiffusionStep`: a policy trained on ``data``'s demos.
+
+    ``labels`` "idm" takes the actions the IDM at ``idm_path`` labelled the demos with, "true" the
+    recorded ones; ``model`` is the policy's model config (each subclass gives its default).
+    """
 
     data: str
-    model: bc_mod.BCConfig = BC_DEFAULTS
+    model: Any = None
     labels: str = "idm"
     idm_path: str | None = None
     seed: int = 0
@@ -62,16 +67,17 @@ class BCStep:
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionStep:
+class BCStep(_DemoPolicyStep):
+    """:func:`bc`: behaviour cloning on the demos with ``labels`` "idm" (from ``idm_path``) or "true"."""
+
+    model: bc_mod.BCConfig = BC_DEFAULTS
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionStep(_DemoPolicyStep):
     """:func:`diffusion`: a diffusion policy with action chunks on the demos (labels as in :class:`BCStep`)."""
 
-    data: str
     model: dif.DiffusionConfig = DIFFUSION_DEFAULTS
-    labels: str = "idm"
-    idm_path: str | None = None
-    seed: int = 0
-    out: str | None = None
-    quiet: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
