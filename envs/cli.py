@@ -21,8 +21,9 @@ def main(name: str, argv: Sequence[str] | None = None, cameras: str = "overview,
     return run_main(lambda a: _main(name, a, cameras), argv, prog=f"python -m envs.{name}")
 
 
-def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
-    from vpjax.cli import ArgumentParser, UserError
+def _parse(name: str, argv: Sequence[str] | None, cameras: str):
+    """The flags of ``python -m envs.<name>``, checked; returns (args, video width, video height)."""
+    from vpjax.cli import ArgumentParser
 
     parser = ArgumentParser(
         prog=f"python -m envs.{name}",
@@ -46,8 +47,13 @@ def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
         parser.error(f"--fps: must be >= 1, got {args.fps}")
     if args.render and not Path(args.render).resolve().parent.is_dir():
         parser.error(f"--render {args.render}: folder {Path(args.render).parent} does not exist")
+    return args, w, h
 
-    from rich.progress import Progress
+
+def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
+    from vpjax.cli import UserError
+
+    args, w, h = _parse(name, argv, cameras)
 
     import envs
     from envs.experts import make_expert
@@ -57,7 +63,24 @@ def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
         raise UserError(f"--camera {args.camera!r}: no such camera (known: {cameras})")
     n = env.episode_length if args.seconds is None else int(round(args.seconds / env.dt))
     policy = make_expert(env) if args.expert else None
-    key = jax.random.PRNGKey(args.seed)
+    state, qpos, done = _rollout(env, policy, n, jax.random.PRNGKey(args.seed))
+    m = state.metrics
+    print(
+        f"simulated {done * env.dt:.1f} s: units {float(m['units']):.0f}, errors {float(m['errors']):.0f}, "
+        f"attempts {float(m['attempts']):.0f}, MP {float(m['mp']):.1f}/h "
+        f"(parity {float(m['productivity_parity']):.2f}), error rate {float(m['error_rate']):.3f}"
+    )
+    if args.render:
+        n_frames = _render(env, qpos, args.render, args.camera, args.fps, w, h)
+        print(f"wrote {args.render} ({n_frames} frames)")
+    return 0
+
+
+def _rollout(env, policy, n: int, key):
+    """``n`` control steps (rounded up to whole chunks of :data:`CHUNK`) of ``policy``, or uniform random
+    actions when None, from a reset; returns (final state, qpos [n, nq], steps simulated)."""
+    from rich.progress import Progress
+
     key, k_reset = jax.random.split(key)
     state = jax.jit(env.reset)(k_reset)
 
@@ -79,28 +102,25 @@ def _main(name: str, argv: Sequence[str] | None, cameras: str) -> int:
             qs.append(np.asarray(q))
             done += CHUNK
             progress.update(task, advance=CHUNK)
-    m = state.metrics
-    print(
-        f"simulated {done * env.dt:.1f} s: units {float(m['units']):.0f}, errors {float(m['errors']):.0f}, "
-        f"attempts {float(m['attempts']):.0f}, MP {float(m['mp']):.1f}/h "
-        f"(parity {float(m['productivity_parity']):.2f}), error rate {float(m['error_rate']):.3f}"
-    )
-    if args.render:
-        import imageio
+    return state, np.concatenate(qs)[:n], done
 
-        qpos = np.concatenate(qs)[:n]
-        every = max(1, int(round(1.0 / (args.fps * env.dt))))
-        frames = []
-        d = mujoco.MjData(env.mj_model)
-        todo = qpos[::every]
-        with mujoco.Renderer(env.mj_model, height=h, width=w) as renderer, Progress() as progress:
-            task = progress.add_task("rendering", total=len(todo))
-            for q in todo:
-                d.qpos[:] = q
-                mujoco.mj_forward(env.mj_model, d)
-                renderer.update_scene(d, camera=args.camera)
-                frames.append(renderer.render().copy())
-                progress.update(task, advance=1)
-        imageio.mimwrite(args.render, frames, fps=int(round(1.0 / (every * env.dt))))
-        print(f"wrote {args.render} ({len(frames)} frames)")
-    return 0
+
+def _render(env, qpos: np.ndarray, out: str, camera: str, fps: int, w: int, h: int) -> int:
+    """Writes the MP4 ``out`` of ``qpos`` seen from ``camera`` at about ``fps``; returns its frame count."""
+    import imageio
+    from rich.progress import Progress
+
+    every = max(1, int(round(1.0 / (fps * env.dt))))
+    frames = []
+    d = mujoco.MjData(env.mj_model)
+    todo = qpos[::every]
+    with mujoco.Renderer(env.mj_model, height=h, width=w) as renderer, Progress() as progress:
+        task = progress.add_task("rendering", total=len(todo))
+        for q in todo:
+            d.qpos[:] = q
+            mujoco.mj_forward(env.mj_model, d)
+            renderer.update_scene(d, camera=camera)
+            frames.append(renderer.render().copy())
+            progress.update(task, advance=1)
+    imageio.mimwrite(out, frames, fps=int(round(1.0 / (every * env.dt))))
+    return len(frames)
