@@ -137,16 +137,7 @@ def embedding_novelty(
     """
     if k < 1 or capacity < 1 or members < 1:
         raise ValueError(f"k, capacity, members: must be >= 1, got {k}, {capacity}, {members}")
-    if encoder == "random_projection":
-        init_p, apply = random_projection_params, random_projection_apply
-    elif encoder == "identity":
-        if members != 1:
-            raise ValueError(f"members: the identity encoder has one member, got {members}")
-        init_p, apply, embed_dim = identity_params, identity_apply, input_dim
-    elif isinstance(encoder, tuple) and len(encoder) == 2:
-        init_p, apply = encoder
-    else:
-        raise ValueError(f"encoder: use 'random_projection', 'identity' or (init_params, apply), got {encoder!r}")
+    init_p, apply, embed_dim = _resolve_encoder(encoder, members, input_dim, embed_dim)
 
     def encode(params, x):
         return jax.vmap(lambda p: apply(p, x).astype(dtype))(params)  # [M, B, D]
@@ -184,15 +175,33 @@ def embedding_novelty(
         return jnp.sqrt(sq)
 
     def score(state: EmbeddingNoveltyState, x: Array) -> NoveltyScore:
-        d = knn(state, x)
-        finite = jnp.isfinite(d)
-        n = jnp.sum(finite, axis=-1)
-        per = jnp.where(n > 0, jnp.sum(jnp.where(finite, d, 0.0), -1) / jnp.maximum(n, 1), jnp.inf)
-        mean = jnp.mean(per, axis=0)
-        spread = jnp.where(jnp.isfinite(mean), jnp.std(jnp.where(jnp.isfinite(per), per, 0.0), axis=0), 0.0)
-        return NoveltyScore(novelty=mean, spread=spread, per_member=per)
+        return _mean_distance_score(knn(state, x))
 
     return EmbeddingNoveltyTransform(init=init, update=update, score=score, knn=knn)
+
+
+def _resolve_encoder(encoder, members: int, input_dim: int, embed_dim: int) -> tuple[Callable, EncoderApply, int]:
+    """:func:`embedding_novelty`'s ``encoder`` argument -> (init_params, apply, embedding width)."""
+    if encoder == "random_projection":
+        return random_projection_params, random_projection_apply, embed_dim
+    if encoder == "identity":
+        if members != 1:
+            raise ValueError(f"members: the identity encoder has one member, got {members}")
+        return identity_params, identity_apply, input_dim
+    if isinstance(encoder, tuple) and len(encoder) == 2:
+        return encoder[0], encoder[1], embed_dim
+    raise ValueError(f"encoder: use 'random_projection', 'identity' or (init_params, apply), got {encoder!r}")
+
+
+def _mean_distance_score(d: Array) -> NoveltyScore:
+    """The k-NN distances [M, Q, k] (inf where fewer than k are stored) -> the members' mean distance
+    (+inf with none stored), their ensemble mean and spread."""
+    finite = jnp.isfinite(d)
+    n = jnp.sum(finite, axis=-1)
+    per = jnp.where(n > 0, jnp.sum(jnp.where(finite, d, 0.0), -1) / jnp.maximum(n, 1), jnp.inf)
+    mean = jnp.mean(per, axis=0)
+    spread = jnp.where(jnp.isfinite(mean), jnp.std(jnp.where(jnp.isfinite(per), per, 0.0), axis=0), 0.0)
+    return NoveltyScore(novelty=mean, spread=spread, per_member=per)
 
 
 class EmbeddingNoveltyTransform(NamedTuple):

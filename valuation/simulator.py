@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -103,70 +103,125 @@ def simulate(
     if customers < 1:
         raise ValueError(f"customers: must be >= 1, got {customers}")
     say = progress or (lambda _: None)
-    dv, pr = settings.data_valuation, settings.pricing
-    price, horizon, discount = pr.base_price_per_task, pr.horizon_hours, pr.data_sharing_discount
-    rng = np.random.default_rng(seed)
+    pr = settings.pricing
+    price, horizon = pr.base_price_per_task, pr.horizon_hours
+    w = _draw_world(np.random.default_rng(seed), truth, episodes, customers, sharing_rate)
+    say(f"value model: rolling Bayesian ridge over {episodes} datapoints (one lax.scan)")
+    x = np.stack([w.nov, w.cau], 1)
+    pred, coef = _value_model(settings, x, w.realized)
+    th = np.asarray(settings.thresholds)
+    qa = pricing.quote_arrays(pred.mean, pred.kappa, w.shared, price, horizon, th)
+    premium = np.asarray(qa.premium)
+    _, trueup = pricing.trueup_arrays(premium, pred.kappa, w.realized, price, horizon, np.asarray(qa.sharing_coef))
+    trueup = np.asarray(trueup)
+    tier = np.asarray(qa.tier)
+    curves, units, bill = _provider(truth, w, price, pr.data_sharing_discount)
+    costs = _customer_costs(w, units, bill, premium - trueup, pred.kappa, price, horizon, pr.data_sharing_discount)
+    eps = {
+        "episode": np.arange(episodes),
+        "customer": w.cust,
+        "sharing_status": np.where(w.shared, pricing.SHARED, pricing.WITHHELD),
+        "novelty_score": w.nov,
+        "causal_gain": w.cau,
+        "expected_mpl_gain": pred.mean,
+        "confidence_lower": pred.lower,
+        "confidence_upper": pred.upper,
+        "kappa": pred.kappa,
+        "tier": tier,
+        "premium_quote": premium,
+        "realized_mpl_gain": w.realized,
+        "realized_tier": np.asarray(tiering.assign_tier(w.realized, th)),
+        "trueup_amount": trueup,
+        "provider_mpl": curves["actual"],
+        "units": units,
+        "service_bill": bill,
+    }
+    summary = _summary(eps, costs, curves, w, pred, coef, th, truth, settings.data_valuation.confidence_level,
+                       sharing_rate)
+    quotes, trueups = _ledger_records(seed, x, w, pred, price, horizon, th, pr.trueup_period_days)
+    return SimulationResult(episodes=eps, summary=summary, customers=costs, mpl_curves=curves, quotes=quotes,
+                            trueups=trueups)
+
+
+class _World(NamedTuple):
+    """The synthetic world's draws: who shares, whose episode each is, its features and realized gain."""
+
+    cust_shares: np.ndarray  # [customers] bool
+    cust: np.ndarray  # [episodes] customer of each episode
+    shared: np.ndarray  # [episodes] bool
+    nov: np.ndarray  # [episodes] novelty
+    cau: np.ndarray  # [episodes] causal gain
+    realized: np.ndarray  # [episodes] realized ΔMPL
+
+
+def _draw_world(rng: np.random.Generator, truth: GroundTruth, episodes: int, customers: int,
+                sharing_rate: float) -> _World:
     cust_shares = rng.uniform(size=customers) < sharing_rate
     cust = rng.integers(0, customers, size=episodes)
-    shared = cust_shares[cust]
     nov = rng.beta(*truth.novelty_ab, size=episodes)
     cau = rng.beta(*truth.causal_ab, size=episodes)
     realized = truth.realized_gain(nov, cau, rng.normal(size=episodes))
+    return _World(cust_shares=cust_shares, cust=cust, shared=cust_shares[cust], nov=nov, cau=cau, realized=realized)
 
-    say(f"value model: rolling Bayesian ridge over {episodes} datapoints (one lax.scan)")
+
+def _value_model(settings: ValuationSettings, x: np.ndarray, realized: np.ndarray):
+    """The rolling Bayesian ridge over the stream (quote, then observe); returns (predictions, final coefficients)."""
     with jax.enable_x64(True):
         hp = settings.bayes_params()
-        state = bl.rolling_init(dv.lookback_window, 2, hp)
-        x = np.stack([nov, cau], 1)
+        state = bl.rolling_init(settings.data_valuation.lookback_window, 2, hp)
         final, pred = bl.stream(state, x, realized, hp)
-        pred = jax.tree.map(np.asarray, pred)
-        coef = np.asarray(final.model.coef)
-    th = np.asarray(settings.thresholds)
-    qa = pricing.quote_arrays(pred.mean, pred.kappa, shared, price, horizon, th)
-    premium = np.asarray(qa.premium)
-    _, trueup = pricing.trueup_arrays(premium, pred.kappa, realized, price, horizon, np.asarray(qa.sharing_coef))
-    trueup = np.asarray(trueup)
-    tier = np.asarray(qa.tier)
-    realized_tier = np.asarray(tiering.assign_tier(realized, th))
+        return jax.tree.map(np.asarray, pred), np.asarray(final.model.coef)
 
-    # Provider MPL: only shared data trains the fleet. Counterfactuals reuse the same datapoints.
+
+def _provider(truth: GroundTruth, w: _World, price: float, discount: float):
+    """The provider's MPL curves (only shared data trains the fleet; the counterfactuals reuse the same
+    datapoints), and each episode's units and service bill; returns (curves, units, bill)."""
+
     def curve(mask):
-        return truth.mpl(np.cumsum(np.where(mask, np.maximum(realized, 0.0), 0.0)))
+        return truth.mpl(np.cumsum(np.where(mask, np.maximum(w.realized, 0.0), 0.0)))
 
-    mpl_actual = curve(shared)
-    mpl_all = curve(np.ones(episodes, bool))
-    mpl_none = curve(np.zeros(episodes, bool))
-    mpl_before = np.concatenate([[truth.mpl_initial], mpl_actual[:-1]])  # the fleet that served this episode
+    n = len(w.realized)
+    curves = {"actual": curve(w.shared), "all_share": curve(np.ones(n, bool)), "none_share": curve(np.zeros(n, bool))}
+    mpl_before = np.concatenate([[truth.mpl_initial], curves["actual"][:-1]])  # the fleet that served this episode
     units = mpl_before * truth.hours_per_episode
-    bill = np.asarray(pricing.service_bill(units, price, shared, discount))
-    bill_if_not_sharing = units * price
-    ex_post = premium - trueup  # what the customer finally pays for withheld data
+    return curves, units, np.asarray(pricing.service_bill(units, price, w.shared, discount))
 
-    # Per customer: what they paid, and what the same episodes would cost under the other choice.
-    cost = np.bincount(cust, bill + ex_post, minlength=customers)
-    cost_share = np.bincount(cust, units * price * (1 - discount), minlength=customers)
-    realized_premium_all = price * pred.kappa * np.maximum(realized, 0.0) * horizon
-    cost_withhold = np.bincount(cust, bill_if_not_sharing + realized_premium_all, minlength=customers)
 
+def _customer_costs(w: _World, units, bill, ex_post, kappa, price: float, horizon: float, discount: float) -> dict:
+    """Per customer: what they paid (``ex_post``: the final premium of withheld data), and what the same
+    episodes would cost under either choice."""
+    customers = len(w.cust_shares)
+    realized_premium_all = price * kappa * np.maximum(w.realized, 0.0) * horizon
+    return {"customer": np.arange(customers), "shares": w.cust_shares,
+            "cost": np.bincount(w.cust, bill + ex_post, minlength=customers),
+            "cost_if_sharing": np.bincount(w.cust, units * price * (1 - discount), minlength=customers),
+            "cost_if_withholding": np.bincount(w.cust, units * price + realized_premium_all, minlength=customers)}
+
+
+def _summary(eps: dict, costs: dict, curves: dict, w: _World, pred, coef, th, truth: GroundTruth,
+             confidence_level: float, sharing_rate: float) -> dict:
+    """The summary CSV's metrics, in its row order."""
+    realized, tier, premium, trueup = eps["realized_mpl_gain"], eps["tier"], eps["premium_quote"], eps["trueup_amount"]
+    cost, cust_shares, realized_tier = costs["cost"], w.cust_shares, eps["realized_tier"]
     fitted = pred.fitted.astype(bool)
     covered = (realized >= pred.lower) & (realized <= pred.upper)
     cal = tiering.calibrate_thresholds(pred.mean[fitted], realized[fitted], th) if fitted.sum() >= 10 else None
     stats = tiering.tier_stats(tier, premium)
-    summary = {
-        "episodes": episodes,
-        "customers": customers,
+    return {
+        "episodes": len(realized),
+        "customers": len(cust_shares),
         "sharing_rate_target": sharing_rate,
-        "sharing_rate_actual": float(shared.mean()),
+        "sharing_rate_actual": float(w.shared.mean()),
         "provider_mpl_initial": truth.mpl_initial,
-        "provider_mpl_final": float(mpl_actual[-1]),
-        "provider_mpl_final_all_share": float(mpl_all[-1]),
-        "provider_mpl_final_none_share": float(mpl_none[-1]),
+        "provider_mpl_final": float(curves["actual"][-1]),
+        "provider_mpl_final_all_share": float(curves["all_share"][-1]),
+        "provider_mpl_final_none_share": float(curves["none_share"][-1]),
         "customer_cost_total": float(cost.sum()),
         "customer_cost_mean_sharers": float(cost[cust_shares].mean()) if cust_shares.any() else float("nan"),
         "customer_cost_mean_withholders": float(cost[~cust_shares].mean()) if (~cust_shares).any() else float("nan"),
-        "cost_per_customer_if_sharing": float(cost_share.mean()),
-        "cost_per_customer_if_withholding": float(cost_withhold.mean()),
-        "service_bill_total": float(bill.sum()),
+        "cost_per_customer_if_sharing": float(costs["cost_if_sharing"].mean()),
+        "cost_per_customer_if_withholding": float(costs["cost_if_withholding"].mean()),
+        "service_bill_total": float(eps["service_bill"].sum()),
         "premium_total": float(premium.sum()),
         "trueup_total": float(trueup.sum()),
         "refund_total": float(trueup[trueup > 0].sum()),
@@ -175,7 +230,7 @@ def simulate(
         "tier1_pct": float(stats.percent[1]),
         "tier2_pct": float(stats.percent[2]),
         "interval_coverage": float(covered[fitted].mean()) if fitted.any() else float("nan"),
-        "confidence_level": dv.confidence_level,
+        "confidence_level": confidence_level,
         "mean_abs_error": float(np.abs(pred.raw_mean - realized)[fitted].mean()) if fitted.any() else float("nan"),
         "coef_novelty_fit": float(coef[0]),
         "coef_causal_fit": float(coef[1]),
@@ -184,43 +239,20 @@ def simulate(
         "tier_accuracy": float(np.mean(tier[fitted] == realized_tier[fitted])) if fitted.any() else float("nan"),
         "tier_accuracy_calibrated": float(cal.accuracy) if cal is not None else float("nan"),
     }
-    eps = {
-        "episode": np.arange(episodes),
-        "customer": cust,
-        "sharing_status": np.where(shared, pricing.SHARED, pricing.WITHHELD),
-        "novelty_score": nov,
-        "causal_gain": cau,
-        "expected_mpl_gain": pred.mean,
-        "confidence_lower": pred.lower,
-        "confidence_upper": pred.upper,
-        "kappa": pred.kappa,
-        "tier": tier,
-        "premium_quote": premium,
-        "realized_mpl_gain": realized,
-        "realized_tier": realized_tier,
-        "trueup_amount": trueup,
-        "provider_mpl": mpl_actual,
-        "units": units,
-        "service_bill": bill,
-    }
 
-    # Ledger-ready records (ids are content hashes of the simulation seed, episode and features).
+
+def _ledger_records(seed: int, x: np.ndarray, w: _World, pred, price: float, horizon: float, th,
+                    trueup_period_days: int) -> tuple[list, list]:
+    """Ledger-ready quotes and true-ups (ids are content hashes of the simulation seed, episode and features)."""
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    ids = [pricing.datapoint_id([np.int64(seed), np.int64(i), x[i]]) for i in range(episodes)]
+    ids = [pricing.datapoint_id([np.int64(seed), np.int64(i), x[i]]) for i in range(len(x))]
     quotes = pricing.make_quotes(
-        ids, nov, cau, pred.mean, pred.lower, pred.upper, pred.kappa, shared,
+        ids, w.nov, w.cau, pred.mean, pred.lower, pred.upper, pred.kappa, w.shared,
         price=price, horizon=horizon, thresholds=th,
-        trueup_period_days=pr.trueup_period_days, now=t0,
+        trueup_period_days=trueup_period_days, now=t0,
     )  # fmt: skip
-    trueups = [pricing.compute_trueup(q, r, now=t0 + dt.timedelta(days=pr.trueup_period_days)) for q, r in zip(quotes, realized)]
-    return SimulationResult(
-        episodes=eps,
-        summary=summary,
-        customers={"customer": np.arange(customers), "shares": cust_shares, "cost": cost, "cost_if_sharing": cost_share, "cost_if_withholding": cost_withhold},
-        mpl_curves={"actual": mpl_actual, "all_share": mpl_all, "none_share": mpl_none},
-        quotes=quotes,
-        trueups=trueups,
-    )
+    later = t0 + dt.timedelta(days=trueup_period_days)
+    return quotes, [pricing.compute_trueup(q, r, now=later) for q, r in zip(quotes, w.realized)]
 
 
 def write_outputs(result: SimulationResult, output_csv: str | Path, plots_dir: str | Path | None = None) -> list[Path]:
