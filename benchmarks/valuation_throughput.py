@@ -1,10 +1,10 @@
 """Valuation throughput against its peers, each comparison on the same data in one run.
 
-1. Rolling value model: the seed's reference loop (sklearn ``BayesianRidge`` refit for every
-   datapoint on a lookback window of 100, predict with ``return_std``, 80% interval from the Normal
-   quantile, errata 3) against ``valuation.bayes_linear`` in float64: the vectorized replay, the
-   ``lax.scan`` stream, and many streams under ``vmap``. Predictions (mean, lower, upper) must agree
-   to 1e-6 relative.
+1. Rolling value model: a reference loop (sklearn ``BayesianRidge`` refit for every datapoint on
+   a lookback window of 100, predict with ``return_std``, the interval mean ± z·std with z the
+   Normal quantile of the 80% confidence) against ``valuation.bayes_linear`` in float64: the
+   vectorized replay, the ``lax.scan`` stream, and many streams under ``vmap``. Predictions (mean,
+   lower, upper) must agree to 1e-6 relative.
 2. Embedding novelty: Q queries against N stored d-dim embeddings, k nearest, sklearn
    ``NearestNeighbors(algorithm="brute")`` against ``valuation.novelty`` (exact, chunked), float32.
    Distances are compared (max relative difference reported; tolerance 1e-4, float32 rounding of
@@ -15,7 +15,7 @@
 
     python benchmarks/valuation_throughput.py --out benchmarks/results/valuation_throughput_cpu.md
 
-GPU sizing (the lead's H200 run): raise --streams, --queries, --stored, --chunk-size,
+GPU sizing: raise --streams, --queries, --stored, --chunk-size,
 --query-block; the sklearn peers still run on the host CPU.
 """
 
@@ -71,8 +71,9 @@ def _threads():
 # ----------------------------------------------------------------------------- value model
 
 
-def seed_reference(x, y, window, min_samples, level):
-    """The seed's DataValueEstimator loop (refit per datapoint), errata 3 applied."""
+def sklearn_reference(x, y, window, min_samples, level):
+    """The value model as a loop: sklearn BayesianRidge refit per datapoint on the ``window`` before it;
+    (mean, mean − z·std, mean + z·std) clipped at 0, z the Normal quantile of ``level``."""
     from scipy.stats import norm
     from sklearn.linear_model import BayesianRidge
 
@@ -100,17 +101,17 @@ def bench_value_model(args, rows):
     y = 0.5 + 4 * x[..., 0] + 6 * x[..., 1] + 0.5 * rng.normal(size=(args.streams, t_len))
     hp = bl.BayesRidgeParams.create(min_samples=10, confidence_level=0.80)
 
-    ref_time, ref = _best(lambda: seed_reference(x[0], y[0], w, 10, 0.80), 1)
+    ref_time, ref = _best(lambda: sklearn_reference(x[0], y[0], w, 10, 0.80), 1)
     ref_rate = t_len / ref_time
 
     def check(pred, name):
         got = np.stack([np.asarray(pred.mean), np.asarray(pred.lower), np.asarray(pred.upper)], -1)
         scale = np.maximum(np.abs(ref), 1e-3)
         err = float(np.max(np.abs(got - ref) / scale))
-        assert err < 1e-6, f"{name}: predictions differ from the seed loop by {err:.2e} relative"
+        assert err < 1e-6, f"{name}: predictions differ from the sklearn reference loop by {err:.2e} relative"
         return err
 
-    rows.append(dict(bench="value model", impl="sklearn BayesianRidge refit loop (seed)", n=f"{t_len} dp", secs=ref_time, rate=ref_rate, unit="dp/s", ratio=1.0, check="reference"))
+    rows.append(dict(bench="value model", impl="sklearn BayesianRidge refit loop (reference)", n=f"{t_len} dp", secs=ref_time, rate=ref_rate, unit="dp/s", ratio=1.0, check="reference"))
 
     replay = lambda: jax.block_until_ready(bl.replay(x[0], y[0], hp, window=w, batch_size=args.replay_batch))  # noqa: E731
     t = time.perf_counter()
@@ -335,8 +336,8 @@ def main(argv=None):
             f"load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f} (other jobs share the machine when above the core count)",
             f"- software: python {platform.python_version()}, jax {jax.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}",
             f"- command: `python benchmarks/valuation_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-            "- peers: the seed's loop refitting sklearn BayesianRidge per datapoint (lookback 100, 80% Normal interval); sklearn NearestNeighbors(algorithm='brute')",
-            "- times: best of --repeats after one warm-up call (compile excluded; compile time shown where measured); the seed loop runs once; the k-NN peer and ours alternate",
+            "- peers: a loop refitting sklearn BayesianRidge per datapoint (lookback 100, 80% Normal interval); sklearn NearestNeighbors(algorithm='brute')",
+            "- times: best of --repeats after one warm-up call (compile excluded; compile time shown where measured); the sklearn reference loop runs once; the k-NN peer and ours alternate",
             "- the sklearn peers always run on the host CPU",
             f"- threads: {_threads()}" + ("; --one-thread: sklearn limited to 1 thread by threadpoolctl around the k-NN peer" if args.one_thread else ""),
             "",

@@ -1,4 +1,4 @@
-"""``python -m evaluate``: a top-level shim for :mod:`train.evaluate` (the seed's command name)."""
+"""``python -m evaluate``: a top-level shim for :mod:`train.evaluate` (the command name README's CLI section uses)."""
 
 from train.evaluate import main
 

@@ -34,7 +34,7 @@ class PPOConfig:
       policy_hidden, value_hidden, activation: network sizes.
       min_std: floor of the policy's standard deviation (pre-tanh).
       total_timesteps: env steps (all robots) to train for; ``episodes`` (per robot) overrides it when > 0.
-      episodes: per-robot episodes to train for (the seed's ``--episodes``); 0 = use total_timesteps.
+      episodes: per-robot episodes to train for (``python -m train --episodes``); 0 = use total_timesteps.
       eval_every: training iterations between deterministic evaluations (and log rows).
       num_eval_envs: robots in each evaluation; 0 skips the separate evaluation and judges convergence on
         the training episodes that finished in the chunk (saves compiling a second env step: CPU runs).

@@ -40,12 +40,12 @@ def import_module_or_file(name: str):
 
 
 def seed_reward(mp, prev_mp, err, params):
-    """The seed's r = α·ΔMPᵣ/MPₕ − β·e − γ·|ŵᵣ/wₕ − 1|^q (vpjax.economics.reward_terms)."""
+    """The default reward r = α·ΔMPᵣ/MPₕ − β·e − γ·|ŵᵣ/wₕ − 1|^q (README: Economics; economics.reward_terms)."""
     return E.reward_terms(mp, prev_mp, err, params)
 
 
 def one_sided_wage(mp, prev_mp, err, params):
-    """Like the seed, but only a wage *shortfall* is penalized (exceeding wₕ is not)."""
+    """Like :func:`seed_reward`, but only a wage *shortfall* is penalized (exceeding wₕ is not)."""
     terms = E.reward_terms(mp, prev_mp, err, params)
     shortfall = jnp.maximum(0.0, 1.0 - E.wage_parity(E.implied_wage(mp, err, params), params))
     loss = shortfall ** params.wage_loss_power

@@ -35,7 +35,7 @@ EXTERNAL_SECTIONS = ("env", "ppo", "imitation")
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-    """Top-level task economics (the seed's first block)."""
+    """Task economics: the config file's top-level keys."""
 
     task: str = field("dishwashing", doc="task name, as registered in envs")
     price_per_unit: float = field(0.30, positive(), "p, $ per unit of output")
@@ -170,7 +170,7 @@ SECTIONS: dict[str, type] = {
     "pricing": PricingConfig,
 }
 
-# Command-line flags that map to config keys (the seed's CLI names).
+# Command-line flags that map to config keys (README: CLI).
 CLI_ALIASES: dict[str, str] = {
     "alpha": "reward.alpha_initial",
     "alpha_final": "reward.alpha_final",

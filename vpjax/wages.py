@@ -39,7 +39,7 @@ class WageRow:
 
     @property
     def hourly_wage(self) -> float:
-        """The mean hourly wage (the seed's "national average"), else the median."""
+        """The mean hourly wage (the national average), else the median."""
         return self.mean_hourly if math.isfinite(self.mean_hourly) else self.median_hourly
 
     def describe(self) -> str:
