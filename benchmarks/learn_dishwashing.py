@@ -12,7 +12,7 @@ held-out evaluation of the student alone beside the expert on the same scenes. W
 dishwashing.
 
 Target (issue 4): productivity parity ≥ 0.95 and |wage parity − 1| ≤ 0.10 in a deterministic evaluation
-(the convergence conditions of the seed, checked once rather than for N evaluations in a row).
+(the convergence conditions of README's PPO section, checked once rather than for N evaluations in a row).
 The run stops at the target or when ``--minutes`` of wall-clock time (compilation included) are spent.
 In the same run the env's scripted expert is evaluated the same way, as the reference of what the
 task allows.
@@ -158,11 +158,7 @@ def main(argv=None) -> int:
                 f"dishwashing PPO ({backend}, {num_envs} robots)")
     last = result.rows[-1] if result.rows else {}
     best = max(result.rows, key=lambda r: r["eval_productivity_parity"]) if result.rows else {}
-    device, commit, cmd = _provenance(argv)
-    lines = [f"# Learning dishwashing to wage and productivity parity ({backend.upper()})", "",
-             f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-             f"- machine: {device}; jax {jax.__version__}; commit {commit}",
-             f"- command: `{cmd}`",
+    lines = _record_head(f"Learning dishwashing to wage and productivity parity ({backend.upper()})", argv) + [
              f"- PPO: {ppo.num_envs} robots, unroll {ppo.unroll_length}, {ppo.num_minibatches} minibatches, "
              f"{ppo.update_epochs} epochs, lr {ppo.learning_rate}, networks {ppo.policy_hidden}/{ppo.value_hidden}; "
              f"episode {env.episode_length} steps x {env.dt:g} s",
@@ -196,12 +192,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _provenance(argv) -> tuple[str, str, str]:
+def _record_head(title: str, argv) -> list[str]:
+    """The record's title and provenance lines: date, machine, jax, commit, command."""
     gpu = jax.default_backend() != "cpu"
     device = jax.devices()[0].device_kind if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cmd = "python benchmarks/learn_dishwashing.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    return device, commit, cmd
+    return [f"# {title}", "", f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+            f"- machine: {device}; jax {jax.__version__}; commit {commit}", f"- command: `{cmd}`"]
 
 
 def plot_rounds(rows: list[dict], expert_parity: float | None, human_mp: float, path: Path, title: str) -> Path:
@@ -278,11 +276,8 @@ def dagger_route(args, argv) -> int:
     ev, ex = result.final_eval or {}, result.expert_eval or {}
     plot_rounds(result.rows, ex.get("productivity_parity"), float(env_params.econ.human_mp), res / f"{stem}.png",
                 f"{args.env}: DAgger from the scripted expert ({backend.upper()}, {icfg.num_envs} robots per round)")
-    device, commit, cmd = _provenance(argv)
-    lines = [f"# Learning {args.env} from the scripted expert: demonstrations -> DAgger ({backend.upper()})", "",
-             f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-             f"- machine: {device}; jax {jax.__version__}; commit {commit}",
-             f"- command: `{cmd}`",
+    lines = _record_head(f"Learning {args.env} from the scripted expert: demonstrations -> DAgger ({backend.upper()})",
+                         argv) + [
              f"- DAgger: {icfg.rounds} rounds of {icfg.num_envs} robots x "
              f"{icfg.steps_per_round(env.episode_length)} steps, "
              f"β {list(icfg.beta_schedule)} (last repeats), {icfg.sgd_steps} minibatches of {icfg.batch_size} per round, "
