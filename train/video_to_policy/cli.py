@@ -55,6 +55,7 @@ from . import diffusion as dif
 from . import idm as idm_mod
 from . import pipeline as P
 from . import sim
+from .steps import FINETUNE_PPO
 
 
 def _console():
@@ -150,17 +151,19 @@ def _add_learners(base) -> None:
 def _add_finetune(base) -> None:
     f = base("finetune", "distill the cloned policy into PPO's network and fine-tune it with the economic reward")
     f.add_argument("--bc", default=None, help="BC checkpoint to start from (default <data>/bc_idm)")
-    f.add_argument("--num-envs", type=int, default=32)
-    f.add_argument("--unroll", type=int, default=8)
-    f.add_argument("--minibatches", type=int, default=4)
-    f.add_argument("--epochs", type=int, default=2)
+    fp = FINETUNE_PPO
+    f.add_argument("--num-envs", type=int, default=fp.num_envs)
+    f.add_argument("--unroll", type=int, default=fp.unroll_length)
+    f.add_argument("--minibatches", type=int, default=fp.num_minibatches)
+    f.add_argument("--epochs", type=int, default=fp.update_epochs)
     f.add_argument("--iterations", type=int, default=40, help="PPO iterations (default 40)")
-    f.add_argument("--eval-every", type=int, default=10)
-    f.add_argument("--eval-envs", type=int, default=8)
-    f.add_argument("--lr", type=float, default=1e-4, help="PPO learning rate (default 1e-4, gentle on a cloned init)")
-    f.add_argument("--entropy-cost", type=float, default=1e-3)
-    f.add_argument("--policy-hidden", type=_ints, default=(64, 64))
-    f.add_argument("--value-hidden", type=_ints, default=(64, 64))
+    f.add_argument("--eval-every", type=int, default=fp.eval_every)
+    f.add_argument("--eval-envs", type=int, default=fp.num_eval_envs)
+    f.add_argument("--lr", type=float, default=fp.learning_rate,
+                   help=f"PPO learning rate (default {fp.learning_rate}, gentle on a cloned init)")
+    f.add_argument("--entropy-cost", type=float, default=fp.entropy_cost)
+    f.add_argument("--policy-hidden", type=_ints, default=fp.policy_hidden)
+    f.add_argument("--value-hidden", type=_ints, default=fp.value_hidden)
     f.add_argument("--distill-episodes", type=int, default=8)
     f.add_argument("--distill-steps", type=int, default=400)
     f.add_argument("--init-std", type=float, default=0.3,
@@ -243,10 +246,11 @@ def _diffusion(a) -> P.DiffusionStep:
 
 
 def _finetune(a) -> P.FinetuneStep:
-    return P.FinetuneStep(a.data, bc=a.bc, num_envs=a.num_envs, unroll=a.unroll, minibatches=a.minibatches,
-                          epochs=a.epochs, iterations=a.iterations, eval_every=a.eval_every, eval_envs=a.eval_envs,
-                          lr=a.lr, entropy_cost=a.entropy_cost, policy_hidden=a.policy_hidden,
-                          value_hidden=a.value_hidden, distill_episodes=a.distill_episodes,
+    ppo = FINETUNE_PPO.replace(num_envs=a.num_envs, unroll_length=a.unroll, num_minibatches=a.minibatches,
+                                 update_epochs=a.epochs, eval_every=a.eval_every, num_eval_envs=a.eval_envs,
+                                 learning_rate=a.lr, entropy_cost=a.entropy_cost, policy_hidden=a.policy_hidden,
+                                 value_hidden=a.value_hidden)
+    return P.FinetuneStep(a.data, bc=a.bc, ppo=ppo, iterations=a.iterations, distill_episodes=a.distill_episodes,
                           distill_steps=a.distill_steps, init_std=a.init_std, critic_warmup=a.critic_warmup,
                           freeze_norm=not a.no_freeze_norm, seed=a.seed, out=a.out, quiet=a.quiet)
 

@@ -215,13 +215,13 @@ def finetune(a: FinetuneStep, log=print, ctx: Dataset | None = None) -> dict:
 
     ctx = ctx or Dataset(a.data)
     teacher = _bc_spec(ctx, ctx.path(a.bc, "bc_idm"), "cloned policy")
-    cfg = a.ppo()
+    cfg = a.ppo_config()
     k_d, k_p = jax.random.split(jax.random.PRNGKey(a.seed))
     t0 = time.time()
     pol, norm, mse = ft.distill(ctx.task, teacher, cfg, k_d, episodes=a.distill_episodes, size=ctx.size,
                                 steps=a.distill_steps, init_std=a.init_std)
     log(f"distilled the cloned video policy into PPO's policy network: action MSE {mse:.4f} ({time.time() - t0:.0f}s)")
-    n_chunks = max(1, a.iterations // a.eval_every)
+    n_chunks = max(1, a.iterations // cfg.eval_every)
     with common.Progress("PPO fine-tune", n_chunks, a.quiet) as bar:
         state, evals = ft.finetune(ctx.task, cfg, pol, norm, k_p, chunks=n_chunks, critic_warmup=a.critic_warmup,
                                    freeze_norm=a.freeze_norm, progress=lambda i, e: bar.update(i, info=f"MPᵣ {e['mp']:.1f} prod {e['productivity_parity']:.2f}"))
@@ -230,7 +230,7 @@ def finetune(a: FinetuneStep, log=print, ctx: Dataset | None = None) -> dict:
                  "distilled": pol, "distilled_norm": ft.norm_to_dict(norm)}
     metrics = {"distill_mse": mse, "evals": evals}
     common.save_checkpoint(path, "ppo", ctx.task_name, variables, {"ppo": cfg.to_dict()}, metrics)
-    log(f"PPO fine-tune: {cfg.num_envs} robots x {n_chunks * a.eval_every} iterations; eval MPᵣ "
+    log(f"PPO fine-tune: {cfg.num_envs} robots x {n_chunks * cfg.eval_every} iterations; eval MPᵣ "
         f"{evals[0]['mp']:.1f} -> {evals[-1]['mp']:.1f}/h -> {path}")
     return metrics
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from train.config import PPOConfig
+
 from . import bc as bc_mod
 from . import diffusion as dif
 from . import idm as idm_mod
@@ -16,6 +18,10 @@ from . import idm as idm_mod
 IDM_DEFAULTS = idm_mod.IDMConfig(steps=400, channels=(16, 32))
 BC_DEFAULTS = bc_mod.BCConfig(steps=400, channels=(16, 32))
 DIFFUSION_DEFAULTS = dif.DiffusionConfig(steps=600, enc_channels=(16, 32), channels=64)
+# fine-tuning a cloned policy: a small gentle PPO (a low learning rate keeps the cloned behaviour)
+FINETUNE_PPO = PPOConfig(num_envs=32, unroll_length=8, num_minibatches=4, update_epochs=2, learning_rate=1e-4,
+                         entropy_cost=1e-3, policy_hidden=(64, 64), value_hidden=(64, 64), eval_every=10,
+                         num_eval_envs=8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,23 +90,16 @@ class DiffusionStep(_DemoPolicyStep):
 class FinetuneStep:
     """:func:`finetune`: distill the BC policy at ``bc`` into PPO's network, then PPO with the economic reward.
 
-    ``critic_warmup`` chunks of ``eval_every`` iterations train only the critic first;
-    ``freeze_norm`` keeps the observation statistics the distilled policy was fitted with.
+    PPO runs ``iterations`` iterations of ``ppo`` (its total_timesteps and seed come from
+    ``iterations`` and ``seed``: :meth:`ppo_config`). ``critic_warmup`` chunks of ``ppo.eval_every``
+    iterations train only the critic first; ``freeze_norm`` keeps the observation statistics the
+    distilled policy was fitted with.
     """
 
     data: str
     bc: str | None = None
-    num_envs: int = 32
-    unroll: int = 8
-    minibatches: int = 4
-    epochs: int = 2
+    ppo: PPOConfig = FINETUNE_PPO
     iterations: int = 40
-    eval_every: int = 10
-    eval_envs: int = 8
-    lr: float = 1e-4
-    entropy_cost: float = 1e-3
-    policy_hidden: tuple[int, ...] = (64, 64)
-    value_hidden: tuple[int, ...] = (64, 64)
     distill_episodes: int = 8
     distill_steps: int = 400
     init_std: float = 0.3
@@ -110,15 +109,10 @@ class FinetuneStep:
     out: str | None = None
     quiet: bool = False
 
-    def ppo(self):
+    def ppo_config(self) -> PPOConfig:
         """The :class:`train.config.PPOConfig` of the fine-tuning run."""
-        from train.config import PPOConfig
-
-        return PPOConfig(num_envs=self.num_envs, unroll_length=self.unroll, num_minibatches=self.minibatches,
-                         update_epochs=self.epochs, policy_hidden=self.policy_hidden, value_hidden=self.value_hidden,
-                         learning_rate=self.lr, total_timesteps=self.num_envs * self.unroll * self.iterations,
-                         eval_every=self.eval_every, num_eval_envs=self.eval_envs, entropy_cost=self.entropy_cost,
-                         seed=self.seed)
+        p = self.ppo
+        return p.replace(total_timesteps=p.num_envs * p.unroll_length * self.iterations, seed=self.seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ def test_flag_defaults_are_the_step_configs_defaults():
     assert cli._collect(p.parse_args(["collect", "--out", "d"])) == P.CollectConfig(out="d")
     chain = cli._chain(p.parse_args(["chain", "--out", "d"]))
     assert chain == P.ChainConfig(P.CollectConfig(out="d"))
-    assert cli._finetune(p.parse_args(["finetune", "--data", "d", "--iterations", "4"])).ppo().total_timesteps == 32 * 8 * 4
+    assert cli._finetune(p.parse_args(["finetune", "--data", "d", "--iterations", "4"])).ppo_config().total_timesteps == 32 * 8 * 4
 
 
 BAD = [
