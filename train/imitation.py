@@ -49,7 +49,7 @@ class ImitationConfig:
     Attributes:
       algorithm: "dagger" (the student acts, the expert labels) or "bc" (the expert acts: β ≡ 1).
       rounds: collect + fit rounds.
-      num_envs: robots (fresh scenes) collected per round.
+      num_envs: robots collected per round (their episodes continue across rounds).
       rollout_steps: control steps per robot per round (0 = one whole episode; at most one episode). A
         robot's episode continues across rounds until it ends, so a value that divides the episode
         length wastes no steps.

@@ -128,11 +128,10 @@ def test_collection_continues_unfinished_episodes_across_rounds():
                         lambda s, p: expert(s, jax.random.PRNGKey(0), p))
     collect = jax.jit(im.collect)
     state = jax.jit(im.init)(jax.random.PRNGKey(0))
-    steps, goals = [], []
+    steps = []
     for _ in range(3):
         state, _ = collect(state, jnp.float32(1.0), env.default_params)
         steps.append(np.asarray(state.envs.info["steps"]))
-        goals.append(np.asarray(state.envs.obs))
     # the frozen robots of round 2 stop at the state before their last step (step 9 of 10)
     np.testing.assert_array_equal(np.stack(steps), [[5] * 3, [9] * 3, [5] * 3])
     np.testing.assert_array_equal(np.asarray(state.alive), np.ones(3))
