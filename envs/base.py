@@ -123,6 +123,9 @@ class MjxTaskEnv:
         self._safe_data = self._data0.replace(qpos=jnp.asarray(self.home_qpos), ctrl=self._home_ctrl())
         self._gain_act = np.arange(self.mj_model.nu)
         self._obs_size = None
+        self.xml = xml
+        none = np.zeros((0,), np.int32)
+        self.object_body = self.object_qpos = self.object_dof = self.object_geom = self.object_pairs = none
 
     # -- sizes
     @property
@@ -169,20 +172,46 @@ class MjxTaskEnv:
     def _task_obs(self, data, info: dict, params: EnvParams) -> Array:
         raise NotImplementedError
 
+    def _free_objects(self, prefix: str) -> np.ndarray:
+        """Registers the task's free objects, the bodies named ``prefix*`` (dishes, bricks); returns their ids.
+
+        Their masses and the friction of their contact pairs are what the domain randomization scales,
+        and the lowest vertical velocity of each during a control step's substeps is ``aux["min_vz"]``
+        (what a drop is judged by). Sets ``object_body``, ``object_qpos``, ``object_dof``,
+        ``object_geom`` ([N] each), ``object_pairs`` and ``finger_geoms`` ([4]: right a, right b,
+        left a, left b).
+        """
+        m = self.mj_model
+        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(m.nbody)]
+        body = np.array([i for i, n in enumerate(names) if n and n.startswith(prefix)])
+        if len(body) == 0:
+            raise ValueError(f"{self.xml}: no bodies named {prefix}*")
+        jnt = m.body_jntadr[body]
+        self.object_body = body
+        self.object_qpos = m.jnt_qposadr[jnt]
+        self.object_dof = m.jnt_dofadr[jnt]
+        self.object_geom = m.body_geomadr[body]
+        pair_geoms = np.stack([m.pair_geom1, m.pair_geom2], axis=1)
+        self.object_pairs = np.array([p for p, g in enumerate(pair_geoms) if set(g) & set(self.object_geom)], np.int32)
+        self.finger_geoms = self.robot.finger_geom.reshape(-1)
+        return body
+
     def _object_mass_bodies(self) -> np.ndarray:
         """Body ids whose mass the domain randomization scales."""
-        return np.zeros((0,), np.int32)
+        return self.object_body
 
     def _object_pairs(self) -> np.ndarray:
         """Pair ids whose friction the domain randomization scales."""
-        return np.zeros((0,), np.int32)
+        return self.object_pairs
 
     def _substep_aux_init(self, data) -> dict:
-        """Per-step quantities tracked across substeps (e.g. the lowest object velocity)."""
-        return {}
+        """Per-step quantities tracked across substeps: the lowest vertical velocity of each free object."""
+        return {"min_vz": jnp.zeros(len(self.object_dof))} if len(self.object_dof) else {}
 
     def _substep_aux_update(self, aux: dict, data) -> dict:
-        return aux
+        if not len(self.object_dof):
+            return aux
+        return {"min_vz": jnp.minimum(aux["min_vz"], data.qvel[self.object_dof + 2])}
 
     # -- helpers
     def _home_ctrl(self) -> Array:

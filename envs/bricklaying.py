@@ -139,15 +139,9 @@ class Bricklaying(MjxTaskEnv):
         super().__init__(xml, params, episode_length=episode_length, n_substeps=n_substeps, **kw)
         self.yaw_hold = bool(yaw_hold)
         m = self.mj_model
-        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(m.nbody)]
-        self.brick_body = np.array([i for i, n in enumerate(names) if n and n.startswith("brick")])
-        if len(self.brick_body) == 0:
-            raise ValueError(f"{xml}: no bodies named brick*")
+        self.brick_body = self._free_objects("brick")
         self.n_bricks = len(self.brick_body)
-        jnt = m.body_jntadr[self.brick_body]
-        self.brick_qpos = m.jnt_qposadr[jnt]
-        self.brick_dof = m.jnt_dofadr[jnt]
-        self.brick_geom = m.body_geomadr[self.brick_body]
+        self.brick_qpos, self.brick_dof, self.brick_geom = self.object_qpos, self.object_dof, self.object_geom
         self.brick_half = m.geom_size[self.brick_geom].astype(np.float32)  # [N, 3] box half sizes
         self.brick_rest_z = (BENCH_Z + self.brick_half[:, 2]).astype(np.float32)  # [N]
         self.brick_home = m.body_pos[self.brick_body].astype(np.float32)  # [N, 3]
@@ -178,23 +172,6 @@ class Bricklaying(MjxTaskEnv):
         self.n_slots = len(ids)
         # the gripper is held square to the course (the first target's yaw)
         self.course_yaw = float(self.slot_yaw[0])
-        pair_geoms = np.stack([m.pair_geom1, m.pair_geom2], axis=1)
-        self._brick_pairs = np.array([p for p, g in enumerate(pair_geoms) if set(g) & set(self.brick_geom)])
-        self.finger_geoms = self.robot.finger_geom.reshape(-1)  # [4]: right a, right b, left a, left b
-
-    # -- domain randomization targets
-    def _object_mass_bodies(self) -> np.ndarray:
-        return self.brick_body
-
-    def _object_pairs(self) -> np.ndarray:
-        return self._brick_pairs
-
-    def _substep_aux_init(self, data) -> dict:
-        return {"min_vz": jnp.zeros(self.n_bricks)}
-
-    def _substep_aux_update(self, aux: dict, data) -> dict:
-        vz = data.qvel[self.brick_dof + 2]
-        return {"min_vz": jnp.minimum(aux["min_vz"], vz)}
 
     # -- action: the base's modes, plus the square-to-course wrist in ee_delta mode
     def hand_yaw(self, data, arm: int) -> Array:

@@ -111,15 +111,9 @@ class Dishwashing(MjxTaskEnv):
             episode_length = int(round(float(episode_seconds) / dt))
         super().__init__(xml, params, episode_length=episode_length, n_substeps=n_substeps, **kw)
         m = self.mj_model
-        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(m.nbody)]
-        self.dish_body = np.array([i for i, n in enumerate(names) if n and n.startswith("dish")])
-        if len(self.dish_body) == 0:
-            raise ValueError(f"{xml}: no bodies named dish*")
+        self.dish_body = self._free_objects("dish")
         self.n_dishes = len(self.dish_body)
-        jnt = m.body_jntadr[self.dish_body]
-        self.dish_qpos = m.jnt_qposadr[jnt]
-        self.dish_dof = m.jnt_dofadr[jnt]
-        self.dish_geom = m.body_geomadr[self.dish_body]
+        self.dish_qpos, self.dish_dof, self.dish_geom = self.object_qpos, self.object_dof, self.object_geom
         self.dish_rest_z = COUNTER_Z + m.geom_size[self.dish_geom, 2]  # [N] ellipsoid z semi-axis
         self.dish_home = m.body_pos[self.dish_body].astype(np.float32)  # [N, 3]
         sink = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "sink")
@@ -127,23 +121,6 @@ class Dishwashing(MjxTaskEnv):
         self.sink_half = m.site_size[sink][:2].astype(np.float32)
         slots = [i for i in range(m.nsite) if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SITE, i) or "").startswith("slot")]
         self.slots = m.site_pos[slots].astype(np.float32)  # [S, 3]
-        pair_geoms = np.stack([m.pair_geom1, m.pair_geom2], axis=1)
-        self._dish_pairs = np.array([p for p, g in enumerate(pair_geoms) if set(g) & set(self.dish_geom)])
-        self.finger_geoms = self.robot.finger_geom.reshape(-1)  # [4]: right a, right b, left a, left b
-
-    # -- domain randomization targets
-    def _object_mass_bodies(self) -> np.ndarray:
-        return self.dish_body
-
-    def _object_pairs(self) -> np.ndarray:
-        return self._dish_pairs
-
-    def _substep_aux_init(self, data) -> dict:
-        return {"min_vz": jnp.zeros(self.n_dishes)}
-
-    def _substep_aux_update(self, aux: dict, data) -> dict:
-        vz = data.qvel[self.dish_dof + 2]
-        return {"min_vz": jnp.minimum(aux["min_vz"], vz)}
 
     # -- task hooks
     def _dish_qpos(self, xy: Array, yaw: Array) -> Array:

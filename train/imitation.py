@@ -254,18 +254,37 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
     def act(params, norm, obs):
         return dist.mode(policy_net.apply(params["policy"], norm.normalize(obs, norm_on)))
 
-    reset_b = vmap_robots(env.reset, (0, None))
-
     def init(key) -> ImitationState:
         k_pol, k_val, k_next = jax.random.split(key, 3)
         dummy = jnp.zeros((1, env.observation_size), jnp.float32)
         params = {"policy": policy_net.init(k_pol, dummy), "value": value_net.init(k_val, dummy)}
-        # placeholders of the robots' states (alive 0: the first round resets every robot with its own params)
-        envs = reset_b(jnp.zeros((cfg.num_envs, 2), jnp.uint32), env.default_params)
+        # zeros in the shape of the robots' states: alive 0 makes the first round reset every robot
+        shapes = jax.eval_shape(vmap_robots(env.reset, (0, None)), jnp.zeros((cfg.num_envs, 2), jnp.uint32),
+                                env.default_params)
+        envs = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
         return ImitationState(params=params, opt_state=optimizer.init(params["policy"]),
                               norm=RunningStats.init(env.observation_size),
                               buffer=Buffer.init(capacity, env.observation_size, env.action_size), key=k_next,
                               round=jnp.zeros((), jnp.int32), envs=envs, alive=jnp.zeros((cfg.num_envs,), jnp.float32))
+
+    def loss(params, norm, obs, a):
+        return bc_loss(policy_net, dist, params, norm, obs, a, norm_on, cfg.init_std)
+
+    def evaluate(params, norm, key, env_params):
+        return evaluate_actor(env, env_params, lambda s, p: act(params, norm, s.obs), key, cfg.num_eval_envs)
+
+    def evaluate_expert(key, env_params):
+        return evaluate_actor(env, env_params, expert_b, key, cfg.num_eval_envs)
+
+    return Imitation(init=init, collect=_make_collect(cfg, env, expert_b, act, norm_on, steps),
+                     fit=_make_fit(cfg, loss, optimizer), evaluate=evaluate, evaluate_expert=evaluate_expert,
+                     act=act, rollout_steps=steps, capacity=capacity)
+
+
+def _make_collect(cfg: ImitationConfig, env, expert_b: Callable, act: Callable, norm_on: bool, steps: int):
+    """The collection round of :func:`make_imitation`: ``(state, beta, env_params) -> (state, metrics)``."""
+    reset_b = vmap_robots(env.reset, (0, None))
+    step_b = vmap_robots(env.step, (0, 0, None))
 
     def collect(state: ImitationState, beta, env_params):
         """One round's rollouts of ``cfg.num_envs`` robots; rows go into the buffer.
@@ -287,7 +306,7 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
             own = act(state.params, state.norm, s.obs)
             use_expert = jax.random.uniform(k, (cfg.num_envs,)) < beta
             a = jnp.where(use_expert[:, None], label, own)
-            s2 = vmap_robots(env.step, (0, 0, None))(s, a, env_params)
+            s2 = step_b(s, a, env_params)
             alive2 = alive * (1.0 - s2.done)
             return (hold_finished(alive2 > 0, s2, s), alive2), (s.obs, label, alive, use_expert.astype(jnp.float32) * alive)
 
@@ -300,19 +319,26 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
         metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)
         return state.replace(buffer=buffer, norm=norm, key=key, envs=s, alive=alive), metrics
 
+    return collect
+
+
+def _make_fit(cfg: ImitationConfig, loss: Callable, optimizer):
+    """The training round of :func:`make_imitation`: ``(state, learning_rate) -> (state, metrics)``.
+
+    ``loss`` is ``(policy_params, norm, obs, expert_act) -> (loss, aux)``.
+    """
+
     def fit(state: ImitationState, learning_rate):
         """``cfg.sgd_steps`` minibatch updates of the policy on the aggregated buffer."""
         key, k_fit = jax.random.split(state.key)
         buf = state.buffer
-        w = sample_weights(buf, cfg.balance)
-        cdf = jnp.cumsum(w)
+        cdf = jnp.cumsum(sample_weights(buf, cfg.balance))
         cdf = cdf / jnp.maximum(cdf[-1], 1e-12)
-        loss = lambda p, o, a: bc_loss(policy_net, dist, p, state.norm, o, a, norm_on, cfg.init_std)  # noqa: E731
 
         def step(carry, k):
             params, opt_state = carry
             idx = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k, (cfg.batch_size,))), cdf.shape[0] - 1)
-            (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, buf.obs[idx], buf.act[idx])
+            (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, state.norm, buf.obs[idx], buf.act[idx])
             updates, opt_state = optimizer.update(grads, opt_state, params)
             updates = jax.tree.map(lambda u: -learning_rate * u, updates)
             return (optax.apply_updates(params, updates), opt_state), aux
@@ -323,14 +349,7 @@ def make_imitation(cfg: ImitationConfig, ppo_cfg, env, expert: Callable) -> Imit
         params = {**state.params, "policy": policy}
         return state.replace(params=params, opt_state=opt_state, key=key, round=state.round + 1), metrics
 
-    def evaluate(params, norm, key, env_params):
-        return evaluate_actor(env, env_params, lambda s, p: act(params, norm, s.obs), key, cfg.num_eval_envs)
-
-    def evaluate_expert(key, env_params):
-        return evaluate_actor(env, env_params, expert_b, key, cfg.num_eval_envs)
-
-    return Imitation(init=init, collect=collect, fit=fit, evaluate=evaluate, evaluate_expert=evaluate_expert,
-                     act=act, rollout_steps=steps, capacity=capacity)
+    return fit
 
 
 __all__ = ["ALGORITHMS", "Buffer", "Imitation", "ImitationConfig", "ImitationState", "action_bins", "bc_loss",
