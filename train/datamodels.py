@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vpjax.schema import FieldError
+
 from .acting import evaluate_actor
 from .networks import MLP
 
@@ -66,7 +68,7 @@ class RetrainConfig:
                                ("ridge", self.ridge >= 0, "must be >= 0"),
                                ("bootstrap", self.bootstrap >= 0, "must be >= 0")]:
             if not ok:
-                raise ValueError(f"retrain.{name}: {rule}, got {getattr(self, name)!r}")
+                raise FieldError("retrain", name, getattr(self, name), rule)
 
 
 def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int | None = None,
