@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 
 from envs.contract import State
+from envs.objects import FreeObjects
 from envs.params import EnvParams, randomized_model, sample_dr
 from envs.robot import FINGER_OPEN, SIDES, Robot, dls_ik, home_pose, load_model
 from vpjax import economics
@@ -51,7 +52,7 @@ ARMS = ("both", "right", "left")
 COUNTERS = ("units", "errors", "attempts")  # the counter deltas a task's ``_task_step`` reports
 
 
-class MjxTaskEnv:
+class MjxTaskEnv(FreeObjects):
     """Base of the vpjax MJX tasks: action modes, physics substeps, economics, guard.
 
     Subclasses set ``SHAPING_TERMS`` and implement ``_task_reset``, ``_task_step`` and
@@ -172,48 +173,6 @@ class MjxTaskEnv:
     def _task_obs(self, data, info: dict, params: EnvParams) -> Array:
         raise NotImplementedError
 
-    def _free_objects(self, prefix: str) -> np.ndarray:
-        """Registers the task's free objects, the bodies named ``prefix*`` (dishes, bricks); returns their ids.
-
-        Their masses and the friction of their contact pairs are what the domain randomization scales,
-        and the lowest vertical velocity of each during a control step's substeps is ``aux["min_vz"]``
-        (what a drop is judged by). Sets ``object_body``, ``object_qpos``, ``object_dof``,
-        ``object_geom`` ([N] each), ``object_pairs`` and ``finger_geoms`` ([4]: right a, right b,
-        left a, left b).
-        """
-        m = self.mj_model
-        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(m.nbody)]
-        body = np.array([i for i, n in enumerate(names) if n and n.startswith(prefix)])
-        if len(body) == 0:
-            raise ValueError(f"{self.xml}: no bodies named {prefix}*")
-        jnt = m.body_jntadr[body]
-        self.object_body = body
-        self.object_qpos = m.jnt_qposadr[jnt]
-        self.object_dof = m.jnt_dofadr[jnt]
-        self.object_geom = m.body_geomadr[body]
-        pair_geoms = np.stack([m.pair_geom1, m.pair_geom2], axis=1)
-        self.object_pairs = np.array([p for p, g in enumerate(pair_geoms) if set(g) & set(self.object_geom)], np.int32)
-        self.finger_geoms = self.robot.finger_geom.reshape(-1)
-        return body
-
-    def _object_mass_bodies(self) -> np.ndarray:
-        """Body ids whose mass the domain randomization scales."""
-        return self.object_body
-
-    def _object_pairs(self) -> np.ndarray:
-        """Pair ids whose friction the domain randomization scales."""
-        return self.object_pairs
-
-    def _substep_aux_init(self, data) -> dict:
-        """Per-step quantities tracked across substeps: the lowest vertical velocity of each free object."""
-        return {"min_vz": jnp.zeros(len(self.object_dof))} if len(self.object_dof) else {}
-
-    def _substep_aux_update(self, aux: dict, data) -> dict:
-        if not len(self.object_dof):
-            return aux
-        return {"min_vz": jnp.minimum(aux["min_vz"], data.qvel[self.object_dof + 2])}
-
-    # -- helpers
     def _home_ctrl(self) -> Array:
         ctrl = np.zeros(self.mj_model.nu, np.float32)
         r = self.robot

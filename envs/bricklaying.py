@@ -139,12 +139,12 @@ class Bricklaying(MjxTaskEnv):
         super().__init__(xml, params, episode_length=episode_length, n_substeps=n_substeps, **kw)
         self.yaw_hold = bool(yaw_hold)
         m = self.mj_model
-        self.brick_body = self._free_objects("brick")
-        self.n_bricks = len(self.brick_body)
-        self.brick_qpos, self.brick_dof, self.brick_geom = self.object_qpos, self.object_dof, self.object_geom
-        self.brick_half = m.geom_size[self.brick_geom].astype(np.float32)  # [N, 3] box half sizes
+        self._free_objects("brick")
+        self.n_bricks = len(self.object_body)
+        self.brick_half = m.geom_size[self.object_geom].astype(np.float32)  # [N, 3] box half sizes
         self.brick_rest_z = (BENCH_Z + self.brick_half[:, 2]).astype(np.float32)  # [N]
-        self.brick_home = m.body_pos[self.brick_body].astype(np.float32)  # [N, 3]
+        self.object_spawn_z = self.brick_rest_z + 0.0005
+        self.brick_home = m.body_pos[self.object_body].astype(np.float32)  # [N, 3]
 
         def site(name):
             i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, name)
@@ -200,22 +200,12 @@ class Bricklaying(MjxTaskEnv):
         return ctrl, updates
 
     # -- task hooks
-    def _brick_qpos(self, xy: Array, yaw: Array) -> Array:
-        """[N, 7] free-joint qpos of bricks lying flat at ``xy`` [N, 2] with ``yaw`` [N]."""
-        z = jnp.asarray(self.brick_rest_z + 0.0005)
-        quat = jnp.stack([jnp.cos(yaw / 2), jnp.zeros_like(yaw), jnp.zeros_like(yaw), jnp.sin(yaw / 2)], -1)
-        return jnp.concatenate([xy, z[:, None], quat], axis=-1)
-
     def _task_reset(self, key, qpos, params):
-        k_xy, k_yaw = jax.random.split(key)
         n = self.n_bricks
-        jitter = jax.random.uniform(k_xy, (n, 2), minval=-1.0, maxval=1.0) * params.dr.object_pos
-        yaw = jax.random.uniform(k_yaw, (n,), minval=-1.0, maxval=1.0) * params.dr.object_yaw
-        home = jnp.asarray(self.brick_home[:, :2]) + jitter
-        idx = jnp.asarray(self.brick_qpos)[:, None] + jnp.arange(7)
-        qpos = qpos.at[idx].set(self._brick_qpos(home, yaw))
+        home = self._sample_home(key, params, self.brick_home)
+        qpos = self._place_objects(qpos, home)
         info = {
-            "brick_home": jnp.concatenate([home, yaw[:, None]], axis=-1),  # [N, 3] x, y, yaw on the pallet
+            "brick_home": home,  # [N, 3] x, y, yaw on the pallet
             "mortar_time": jnp.zeros(n),
             "picked": jnp.zeros(n),
             "held": jnp.zeros(n),
@@ -227,9 +217,8 @@ class Bricklaying(MjxTaskEnv):
 
     def brick_state(self, data) -> tuple[Array, Array, Array]:
         """Brick centres [N, 3], linear velocities [N, 3] and rotation matrices [N, 3, 3]."""
-        pos = data.qpos[jnp.asarray(self.brick_qpos)[:, None] + jnp.arange(3)]
-        vel = data.qvel[jnp.asarray(self.brick_dof)[:, None] + jnp.arange(3)]
-        rot = data.xmat[jnp.asarray(self.brick_body)].reshape(-1, 3, 3)
+        pos, vel = self._object_pos_vel(data)  # [N, 3] each
+        rot = data.xmat[jnp.asarray(self.object_body)].reshape(-1, 3, 3)
         return pos, vel, rot
 
     def in_mortar(self, pos: Array) -> Array:
@@ -261,7 +250,7 @@ class Bricklaying(MjxTaskEnv):
         pos, vel, rot = self.brick_state(data)
         laid = info["laid"] > 0
         slot_filled = info["slot_filled"]
-        touch = pair_touching(data, self.finger_geoms, self.brick_geom)  # [4, N]
+        touch = pair_touching(data, self.finger_geoms, self.object_geom)  # [4, N]
         grasp_by = touch[0::2] & touch[1::2]  # [2, N]: right, left hand
         held = jnp.any(grasp_by, axis=0)
         any_touch = jnp.any(touch, axis=0)
@@ -315,12 +304,7 @@ class Bricklaying(MjxTaskEnv):
         course_done = jnp.all(slot_filled > 0)
         recycle = error | (laid & course_done)
         home = info["brick_home"]
-        fresh = self._brick_qpos(home[:, :2], home[:, 2])  # [N, 7]
-        qidx = jnp.asarray(self.brick_qpos)[:, None] + jnp.arange(7)
-        didx = jnp.asarray(self.brick_dof)[:, None] + jnp.arange(6)
-        qpos = data.qpos.at[qidx].set(jnp.where(recycle[:, None], fresh, data.qpos[qidx]))
-        qvel = data.qvel.at[didx].set(jnp.where(recycle[:, None], 0.0, data.qvel[didx]))
-        data = data.replace(qpos=qpos, qvel=qvel)
+        data = self._recycle_objects(data, recycle, home)
 
         task_info = {
             "brick_home": home,

@@ -111,11 +111,11 @@ class Dishwashing(MjxTaskEnv):
             episode_length = int(round(float(episode_seconds) / dt))
         super().__init__(xml, params, episode_length=episode_length, n_substeps=n_substeps, **kw)
         m = self.mj_model
-        self.dish_body = self._free_objects("dish")
-        self.n_dishes = len(self.dish_body)
-        self.dish_qpos, self.dish_dof, self.dish_geom = self.object_qpos, self.object_dof, self.object_geom
-        self.dish_rest_z = COUNTER_Z + m.geom_size[self.dish_geom, 2]  # [N] ellipsoid z semi-axis
-        self.dish_home = m.body_pos[self.dish_body].astype(np.float32)  # [N, 3]
+        self._free_objects("dish")
+        self.n_dishes = len(self.object_body)
+        self.dish_rest_z = COUNTER_Z + m.geom_size[self.object_geom, 2]  # [N] ellipsoid z semi-axis
+        self.object_spawn_z = self.dish_rest_z + 0.001
+        self.dish_home = m.body_pos[self.object_body].astype(np.float32)  # [N, 3]
         sink = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "sink")
         self.sink_center = m.site_pos[sink].astype(np.float32)
         self.sink_half = m.site_size[sink][:2].astype(np.float32)
@@ -123,23 +123,12 @@ class Dishwashing(MjxTaskEnv):
         self.slots = m.site_pos[slots].astype(np.float32)  # [S, 3]
 
     # -- task hooks
-    def _dish_qpos(self, xy: Array, yaw: Array) -> Array:
-        """[N, 7] free-joint qpos of dishes resting at ``xy`` [N, 2] with ``yaw`` [N]."""
-        z = jnp.asarray(self.dish_rest_z + 0.001)
-        quat = jnp.stack([jnp.cos(yaw / 2), jnp.zeros_like(yaw), jnp.zeros_like(yaw), jnp.sin(yaw / 2)], -1)
-        return jnp.concatenate([xy, z[:, None], quat], axis=-1)
-
     def _task_reset(self, key, qpos, params):
-        k_xy, k_yaw = jax.random.split(key)
         n = self.n_dishes
-        jitter = jax.random.uniform(k_xy, (n, 2), minval=-1.0, maxval=1.0) * params.dr.object_pos
-        yaw = jax.random.uniform(k_yaw, (n,), minval=-1.0, maxval=1.0) * params.dr.object_yaw
-        home = jnp.asarray(self.dish_home[:, :2]) + jitter
-        dq = self._dish_qpos(home, yaw)
-        idx = jnp.asarray(self.dish_qpos)[:, None] + jnp.arange(7)
-        qpos = qpos.at[idx].set(dq)
+        home = self._sample_home(key, params, self.dish_home)
+        qpos = self._place_objects(qpos, home)
         info = {
-            "dish_home": jnp.concatenate([home, yaw[:, None]], axis=-1),  # [N, 3] x, y, yaw
+            "dish_home": home,  # [N, 3] x, y, yaw
             "wash_time": jnp.zeros(n),
             "picked": jnp.zeros(n),
             "held": jnp.zeros(n),
@@ -148,8 +137,7 @@ class Dishwashing(MjxTaskEnv):
         return qpos, info
 
     def _dish_state(self, data):
-        pos = data.qpos[jnp.asarray(self.dish_qpos)[:, None] + jnp.arange(3)]  # [N, 3]
-        vel = data.qvel[jnp.asarray(self.dish_dof)[:, None] + jnp.arange(3)]
+        pos, vel = self._object_pos_vel(data)  # [N, 3] each
         return pos, vel
 
     def _in_sink(self, pos):
@@ -163,7 +151,7 @@ class Dishwashing(MjxTaskEnv):
     def _task_step(self, data0, data, info, aux, params):
         n = self.n_dishes
         pos, vel = self._dish_state(data)
-        touch = pair_touching(data, self.finger_geoms, self.dish_geom)  # [4, N]
+        touch = pair_touching(data, self.finger_geoms, self.object_geom)  # [4, N]
         grasp_by = touch[0::2] & touch[1::2]  # [2, N]: right, left hand
         held = jnp.any(grasp_by, axis=0)
         any_touch = jnp.any(touch, axis=0)
@@ -210,12 +198,7 @@ class Dishwashing(MjxTaskEnv):
 
         # recycle racked/broken dishes to their home spots as new dirty dishes
         home = info["dish_home"]
-        fresh = self._dish_qpos(home[:, :2], home[:, 2])  # [N, 7]
-        qidx = jnp.asarray(self.dish_qpos)[:, None] + jnp.arange(7)
-        didx = jnp.asarray(self.dish_dof)[:, None] + jnp.arange(6)
-        qpos = data.qpos.at[qidx].set(jnp.where(recycle[:, None], fresh, data.qpos[qidx]))
-        qvel = data.qvel.at[didx].set(jnp.where(recycle[:, None], 0.0, data.qvel[didx]))
-        data = data.replace(qpos=qpos, qvel=qvel)
+        data = self._recycle_objects(data, recycle, home)
 
         task_info = {
             "dish_home": home,

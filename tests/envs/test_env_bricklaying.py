@@ -31,7 +31,7 @@ def brick():
 def _set_brick(env, states, robot, brick, xyz, yaw=0.0, **info):
     """Places brick ``brick`` of robot ``robot`` at ``xyz`` (flat, ``yaw``) and sets per-brick info."""
     q = states.pipeline_state.qpos
-    a = int(env.brick_qpos[brick])
+    a = int(env.object_qpos[brick])
     pose = jnp.array([*xyz, math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)], jnp.float32)
     q = q.at[robot, a : a + 7].set(pose)
     new_info = dict(states.info)
@@ -90,7 +90,7 @@ def test_dropped_brick_is_an_error(brick):
     ca, ms = float(c.params.econ.damage_cost), float(c.params.money_scale)
     assert rew[k, 0] == pytest.approx(-ca * ms, abs=_max_shaping(c.params))
     # the brick went back to its pallet spot
-    pos = np.asarray(s.pipeline_state.qpos[0, int(env.brick_qpos[1]) : int(env.brick_qpos[1]) + 3])
+    pos = np.asarray(s.pipeline_state.qpos[0, int(env.object_qpos[1]) : int(env.object_qpos[1]) + 3])
     assert abs(pos[2] - float(env.brick_rest_z[1])) < 0.01
     assert np.linalg.norm(pos[:2] - np.asarray(s.info["brick_home"][0, 1, :2])) < 0.01
     np.testing.assert_allclose(np.asarray(m["work_seconds"]), 40 * env.dt, rtol=1e-6)

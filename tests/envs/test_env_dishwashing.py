@@ -66,7 +66,7 @@ def test_scripted_drop_breaks_a_dish(dish):
     rest = float(dish.env.dish_rest_z[0])
     # robot 0 drops dish 0 from 25 cm (lands at ~2.2 m/s); robot 1 sets it down from 3 mm (harmless)
     s = dish.fresh(11, params)
-    a = int(dish.env.dish_qpos[0])
+    a = int(dish.env.object_qpos[0])
     q = s.pipeline_state.qpos.at[:, a + 2].set(jnp.array([rest + 0.25, rest + 0.003]))
     s = s.replace(pipeline_state=s.pipeline_state.replace(qpos=q))
     errors = np.zeros(BATCH)
