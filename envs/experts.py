@@ -95,8 +95,19 @@ def goal_policy(
 
 
 def make_expert(env) -> Policy:
-    """The scripted expert of ``env`` (by ``env.name``) as a jittable ``(state, params) -> action``."""
-    return envs.expert_factory(getattr(env, "name", None))(getattr(env, "unwrapped", env))
+    """The scripted expert of ``env`` as a jittable ``(state, params) -> action``.
+
+    The one registered with ``env.name`` (:func:`envs.register`); an env loaded as ``MODULE:FACTORY``
+    may bring its own instead, as a method ``expert_policy()`` returning that function.
+
+    Raises:
+      ValueError: neither exists (the message lists the tasks that have experts).
+    """
+    base = getattr(env, "unwrapped", env)
+    name = getattr(env, "name", None)
+    if name not in envs.registered() and hasattr(base, "expert_policy"):
+        return base.expert_policy()
+    return envs.expert_factory(name)(base)
 
 
 def rollout(env, policy: Policy, state, n_steps: int, params=None):

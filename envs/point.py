@@ -119,6 +119,11 @@ class PointDeliver:
         d = state.pipeline_state
         return jnp.concatenate([d.pos, d.carrying[None]]).astype(jnp.float32)
 
+    def expert_policy(self):
+        """The scripted :func:`expert` as ``(state, params) -> action`` (its noise drawn from the state's rng),
+        what :func:`envs.experts.make_expert` returns for this env."""
+        return lambda state, params: expert(state, jax.random.fold_in(state.info["rng"], 7), params)
+
     def reset(self, key: jax.Array, params: PointParams | None = None) -> State:
         params = self.default_params if params is None else params
         k_pos, k_item, k_goal, k_rng = jax.random.split(key, 4)

@@ -78,10 +78,12 @@ def test_cli_dagger_run_folder_resume_and_evaluate(tmp_path, capsys):
     from train.cli import main
     from train.evaluate import main as evaluate_main
 
+    # the point task as MODULE:FACTORY with its own expert (envs.experts.make_expert): the run folder, resume and
+    # evaluate are the same for every env, and the dishwashing collection is compiled by the record's tests
     out = tmp_path / "dagger"
-    common = ["--env", "dishwashing", "--algorithm", "dagger", "--env-arg", "episode_length=40", "--num-envs", "2",
-              "--out", str(out), "--no-progress", "--set", "imitation.sgd_steps=20", "--set", "imitation.batch_size=64",
-              "--set", "imitation.num_eval_envs=0", "--set", "imitation.capacity=160",
+    common = ["--env", "tests/train/point_env.py:PointDeliver", "--algorithm", "dagger", "--env-arg", "episode_length=40",
+              "--num-envs", "2", "--out", str(out), "--no-progress", "--set", "imitation.sgd_steps=20",
+              "--set", "imitation.batch_size=64", "--set", "imitation.num_eval_envs=0", "--set", "imitation.capacity=160",
               "--set", "ppo.policy_hidden=[32,32]"]
     assert main(common + ["--rounds", "1"]) == 0
     for name in ("config.json", "training_metrics.csv", "policy.msgpack", "summary.json"):
