@@ -9,8 +9,15 @@ coefficient of a ridge regression of MPᵣ on the centred inclusion indicators (
 linear datamodeling score): the MPᵣ a subset gains on average when it holds n. Its noise is reported by a
 bootstrap over the M retrains.
 
-Pool kinds (:func:`demonstration_pool`): ``clean`` (the expert acts and labels), ``noisy`` (Gaussian
-noise on the labels), ``reversed`` (the expert's actions negated: a planted harmful datapoint).
+Pool kinds (:func:`demonstration_pool`):
+
+* ``clean`` — the expert acts and labels;
+* ``noisy`` — Gaussian noise on the labels;
+* ``reversed`` — the expert's actions negated (a planted harmful datapoint);
+* ``rushed`` — the demonstrator acts and labels at full speed (doubled actions, clipped): it breaks
+  what the expert would not (a demonstration that contains errors);
+* ``duplicate`` — a near-copy (labels + 1e-3 noise) of the last earlier non-duplicate datapoint;
+* ``shifted`` — a clean demonstration on a scene of a shifted distribution (``shifted_params``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from vpjax.schema import FieldError
 from .acting import evaluate_actor
 from .networks import MLP
 
-KINDS = ("clean", "noisy", "reversed")
+KINDS = ("clean", "noisy", "reversed", "rushed", "duplicate", "shifted")
+OUTCOMES = ("mp", "error_rate", "implied_wage")  # what each retrained student is measured by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,44 +80,73 @@ class RetrainConfig:
 
 
 def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int | None = None,
-                       noise: float = 0.3) -> dict:
+                       noise: float = 0.3, shifted_params=None) -> dict:
     """One demonstration episode per entry of ``kinds``, each on its own scene.
 
     Args:
       expert: ``(state, key, params) -> action`` (one robot).
       kinds: the kind of each datapoint (see the module docstring).
       steps: control steps per demonstration (default: the episode).
+      noise: std of the ``noisy`` kind's label noise.
+      shifted_params: the env params the ``shifted`` kind's scenes are drawn with.
 
     Returns:
       {'obs' [N, T, obs], 'act' [N, T, action] (the labels), 'kind' [N] str, 'id' [N] str (content hash)}.
+
+    Raises:
+      ValueError: an unknown kind, a ``duplicate`` with nothing before it, or ``shifted`` without params.
     """
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"kinds: unknown {bad}; use {KINDS}")
+    if "shifted" in kinds and shifted_params is None:
+        raise ValueError("kinds: 'shifted' needs shifted_params (the env params of the shifted scenes)")
     steps = steps or env.episode_length
-    params = env.default_params
-    n = len(kinds)
+    kind = np.asarray(kinds)
+    source = _duplicate_sources(kinds)
 
-    def episode(k):
+    def episode(k, rush, params):
         k_reset, k_run = jax.random.split(k)
         s0 = env.reset(k_reset, params)
 
         def body(s, kk):
             a = expert(s, kk, params)
+            a = jnp.where(rush, jnp.clip(2.0 * a, -1.0, 1.0), a)
             return env.step(s, a, params), (s.obs, a)
 
         _, (obs, act) = jax.lax.scan(body, s0, jax.random.split(k_run, steps))
         return obs, act
 
+    run = jax.jit(jax.vmap(episode, (0, 0, None)))
     k_eps, k_noise = jax.random.split(key)
-    obs, act = jax.jit(jax.vmap(episode))(jax.random.split(k_eps, n))
-    kind = np.asarray(kinds)
-    noise_rows = noise * jax.random.normal(k_noise, act.shape)
-    act = jnp.where((kind == "noisy")[:, None, None], jnp.clip(act + noise_rows, -1.0, 1.0), act)
+    keys = jax.random.split(k_eps, len(kinds))
+    obs, act = run(keys, jnp.asarray(kind == "rushed"), env.default_params)
+    if "shifted" in kinds:
+        o2, a2 = run(keys, jnp.zeros(len(kinds), bool), shifted_params)
+        sel = jnp.asarray(kind == "shifted")[:, None, None]
+        obs, act = jnp.where(sel, o2, obs), jnp.where(sel, a2, act)
+    noise_rows = jax.random.normal(k_noise, act.shape)
+    act = jnp.where((kind == "noisy")[:, None, None], jnp.clip(act + noise * noise_rows, -1.0, 1.0), act)
     act = jnp.where((kind == "reversed")[:, None, None], -act, act)
+    obs, act = obs[source], act[source]  # a duplicate takes its source's demonstration, labels included
+    act = jnp.where((kind == "duplicate")[:, None, None], act + 1e-3 * noise_rows, act)
     obs_np, act_np = np.asarray(obs, np.float32), np.asarray(act, np.float32)
     ids = [hashlib.sha256(o.tobytes() + a.tobytes()).hexdigest()[:16] for o, a in zip(obs_np, act_np)]
     return {"obs": obs_np, "act": act_np, "kind": kind, "id": np.asarray(ids)}
+
+
+def _duplicate_sources(kinds: list[str]) -> np.ndarray:
+    """[N] index of the episode each datapoint shows: itself, or for a duplicate its source."""
+    source, last = [], None
+    for i, k in enumerate(kinds):
+        if k == "duplicate":
+            if last is None:
+                raise ValueError(f"kinds[{i}]: a 'duplicate' needs an earlier non-duplicate datapoint to copy")
+            source.append(last)
+        else:
+            source.append(i)
+            last = i
+    return np.asarray(source)
 
 
 def subset_masks(key, num_points: int, cfg: RetrainConfig) -> jax.Array:
@@ -120,7 +157,10 @@ def subset_masks(key, num_points: int, cfg: RetrainConfig) -> jax.Array:
 
 
 def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callable:
-    """Builds ``retrain(key, obs [N, T, O], act [N, T, A], masks [M, N]) -> MPᵣ [M]`` (jitted).
+    """Builds ``retrain(key, obs [N, T, O], act [N, T, A], masks [M, N]) -> outcomes`` (jitted).
+
+    ``outcomes`` holds each student's held-out ``mp`` (MPᵣ, units/h), ``error_rate`` and
+    ``implied_wage`` (ŵᵣ, $/h), [M] each.
 
     Each subset's student is an MLP trained by behaviour cloning (MSE of tanh(output) to the labels, rows
     of the subset's datapoints only; observations scaled by the pool's mean and std) and evaluated
@@ -152,7 +192,8 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callab
 
     def evaluate_one(params, key, mean, std):
         actor = lambda s, p: jnp.tanh(net.apply(params, (s.obs - mean) / std))  # noqa: E731
-        return evaluate_actor(env, env.default_params, actor, key, cfg.eval_envs)["mp"]
+        ev = evaluate_actor(env, env.default_params, actor, key, cfg.eval_envs)
+        return {k: ev[k] for k in OUTCOMES}
 
     @jax.jit
     def retrain(key, obs, act, masks):
@@ -194,5 +235,5 @@ def realized_gains(masks, outcomes, cfg: RetrainConfig, seed: int = 0) -> dict:
     return {"gain": gain, "lo": np.percentile(boots, 10, axis=0), "hi": np.percentile(boots, 90, axis=0)}
 
 
-__all__ = ["KINDS", "RetrainConfig", "datamodel", "demonstration_pool", "make_retrain", "realized_gains",
+__all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "datamodel", "demonstration_pool", "make_retrain", "realized_gains",
            "subset_masks"]

@@ -24,7 +24,7 @@ def test_reversed_expert_demonstration_has_a_negative_realized_gain():
     cfg = RetrainConfig()
     masks = subset_masks(jax.random.PRNGKey(1), len(kinds), cfg)
     mp = np.asarray(make_retrain(env, cfg, len(kinds), env.episode_length)(
-        jax.random.PRNGKey(2), pool["obs"], pool["act"], masks))
+        jax.random.PRNGKey(2), pool["obs"], pool["act"], masks)["mp"])
     assert mp.max() > 0  # the students learned something to lose
     g = realized_gains(masks, mp, cfg)
     bad = kinds.index("reversed")
@@ -38,3 +38,19 @@ def test_config_and_pool_refuse_bad_values_naming_them():
         RetrainConfig(alpha=1.0)
     with pytest.raises(ValueError, match="kinds: unknown"):
         demonstration_pool(PointDeliver(), expert, jax.random.PRNGKey(0), ["clean", "typo"])
+    with pytest.raises(ValueError, match="needs an earlier non-duplicate"):
+        demonstration_pool(PointDeliver(), expert, jax.random.PRNGKey(0), ["duplicate", "clean"])
+    with pytest.raises(ValueError, match="needs shifted_params"):
+        demonstration_pool(PointDeliver(), expert, jax.random.PRNGKey(0), ["clean", "shifted"])
+
+
+def test_pool_kinds_rushed_duplicate_shifted():
+    env = PointDeliver(episode_length=20)
+    shifted = env.default_params.replace(spawn_range=env.default_params.spawn_range * 0.3)
+    pool = demonstration_pool(env, expert, jax.random.PRNGKey(0), ["clean", "duplicate", "rushed", "shifted"],
+                              shifted_params=shifted)
+    assert len(set(pool["id"])) == 4
+    np.testing.assert_allclose(pool["act"][1], pool["act"][0], atol=1e-2)  # a near-copy of its source
+    np.testing.assert_array_equal(pool["obs"][1], pool["obs"][0])
+    assert np.abs(pool["act"][2]).max() > 0.95 >= np.abs(pool["act"][0]).max()  # at full speed
+    assert not np.allclose(pool["obs"][3], pool["obs"][0])
