@@ -15,6 +15,8 @@ Modules (import what you need; nothing heavy is imported here):
 * :func:`valuation.quote.quote_batch` — value model fit on history, then quotes for a batch (the
   quote CLI and video-to-policy both use it).
 * :mod:`valuation.simulator` — the sharing vs withholding pricing simulation.
+* :mod:`valuation.truth` — predicted value scored against value measured by retraining (Spearman,
+  LDS, interval coverage, tier confusion, true-ups), against the goals they are held to.
 * CLIs: ``python -m valuation.quote | reconcile | simulate | report | compare_tiers``; a user's
   error (:mod:`valuation.errors`) is one line on stderr and exit status 2.
 
