@@ -173,6 +173,7 @@ class MjxTaskEnv(FreeObjects):
     def _task_obs(self, data, info: dict, params: EnvParams) -> Array:
         raise NotImplementedError
 
+    # -- helpers
     def _home_ctrl(self) -> Array:
         ctrl = np.zeros(self.mj_model.nu, np.float32)
         r = self.robot

@@ -97,5 +97,3 @@ class FreeObjects:
         if not len(self.object_dof):
             return aux
         return {"min_vz": jnp.minimum(aux["min_vz"], data.qvel[self.object_dof + 2])}
-
-    # -- helpers
