@@ -167,6 +167,51 @@ def prediction_error_reduction(
     return jnp.maximum(lr * jnp.mean(dots, axis=0), 0.0)
 
 
+def tracin_checkpoints(
+    key: Array, ens: Ensemble, x: Array, y: Array, x_val: Array, y_val: Array, cfg: EnsembleConfig,
+    checkpoints: tuple[int, ...] = (0, 10, 30, 100, 300), lr: float = 1e-2, cosine: bool = False,
+) -> tuple[Ensemble, Array]:
+    """TracIn over a training run (Pruthi et al. 2020): Σ_c lr·⟨∇L_val(θ_c), ∇L_i(θ_c)⟩, signed.
+
+    With ``cosine`` each dot product is divided by the two gradients' norms and the checkpoints are
+    averaged (gradient similarity, in [-1, 1]): rows with huge gradients no longer decide the sum.
+
+    The ensemble is trained on (x, y) from ``ens`` and the dot products are taken at each step count
+    in ``checkpoints``. The early checkpoints carry the signal the converged model has lost: there a
+    datapoint whose actions oppose the validation set's has a gradient pointing against it, and its
+    score is negative (the one-checkpoint :func:`prediction_error_reduction` clips such rows at 0).
+
+    Args:
+      ens: the starting Ensemble (e.g. :func:`init`).
+      checkpoints: increasing Adam step counts (static).
+
+    Returns:
+      (the ensemble at the last checkpoint, [B] scores; not clipped).
+    """
+    if list(checkpoints) != sorted(set(checkpoints)) or checkpoints[0] < 0:
+        raise ValueError(f"checkpoints must be increasing step counts >= 0, got {checkpoints}")
+
+    @jax.jit
+    def dots(params):
+        def member(p):
+            g_val = _flat_grad(p, x_val, y_val, cfg)
+            g_i = jax.vmap(lambda xi, yi: _flat_grad(p, xi[None], yi[None], cfg))(x, y)
+            dot = g_i @ g_val
+            if cosine:
+                return dot / (jnp.linalg.norm(g_i, axis=1) * jnp.linalg.norm(g_val) + 1e-12)
+            return lr * dot
+
+        return jnp.mean(jax.vmap(member)(params), axis=0)
+
+    total, done = jnp.zeros((x.shape[0],)), 0
+    for i, c in enumerate(checkpoints):
+        if c > done:
+            ens, _ = train(jax.random.fold_in(key, i), ens, x, y, cfg, c - done)
+            done = c
+        total = total + dots(ens.params)
+    return ens, total / len(checkpoints) if cosine else total
+
+
 def prediction_error_reduction_exact(
     ens: Ensemble, x: Array, y: Array, x_val: Array, y_val: Array, cfg: EnsembleConfig, lr: float = 1e-2
 ) -> Array:
@@ -196,4 +241,5 @@ __all__ = [
     "information_gain",
     "prediction_error_reduction",
     "prediction_error_reduction_exact",
+    "tracin_checkpoints",
 ]

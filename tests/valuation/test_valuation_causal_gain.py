@@ -59,3 +59,25 @@ def test_tracin_nonnegative_and_matches_exact_step(trained):
     np.testing.assert_allclose(tr, np.maximum(unclipped, 0), rtol=1e-4, atol=1e-9)
     # corrupted labels help less than clean ones on average
     assert float(unclipped[8:].mean()) < float(unclipped[:8].mean())
+
+
+def test_tracin_over_checkpoints_is_signed_harmful_rows_negative():
+    """Rows with flipped labels oppose the validation gradient at every checkpoint: negative TracIn,
+    clean rows positive; the cosine form lies in [-1, 1]; bad checkpoint lists are refused."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(96, 2)).astype(np.float32)
+    y = (x[:, :1] - 0.5 * x[:, 1:]).astype(np.float32)
+    y[:16] *= -1.0  # planted harmful rows
+    xv = rng.uniform(-1, 1, size=(64, 2)).astype(np.float32)
+    yv = (xv[:, :1] - 0.5 * xv[:, 1:]).astype(np.float32)
+    key = jax.random.key(3)
+    ens0 = cg.init(key, CFG)
+    for cosine in (False, True):
+        ens, score = cg.tracin_checkpoints(key, ens0, x, y, xv, yv, CFG, checkpoints=(0, 20, 60), cosine=cosine)
+        score = np.asarray(score)
+        assert int(ens.step) == 60 and score.shape == (96,)
+        assert score[:16].mean() < 0 < score[16:].mean(), score
+        assert np.mean(score[:16] < 0) >= 0.8 and np.mean(score[16:] > 0) >= 0.8
+    assert np.all(np.abs(score) <= 1.0 + 1e-6)
+    with pytest.raises(ValueError, match="increasing step counts"):
+        cg.tracin_checkpoints(key, ens0, x, y, xv, yv, CFG, checkpoints=(10, 5))
