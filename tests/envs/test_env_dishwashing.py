@@ -103,12 +103,15 @@ def test_render_returns_rgb_frames(dish):
     assert frame.std() > 5.0  # not a blank image
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason="2026-12-02 on a fresh install: one of the two robots made 0.75 parity "
                    "(3 dishes; bound 0.8), also with the observation change reverted: the expert is at the bound")
 def test_expert_default_settings_matches_human_mp(dish):
     """Issue point 5 at DEFAULT settings: one whole episode (240 s, washing 40 s) per robot, two
     robots with their own seeds: MPᵣ within 0.8–1.5 MPₕ and e ≤ 5%. Runs on the shared compiled
-    step (a Python loop of 6000 dispatches: ~35 s on 2 CPU cores); the 16-robot check below is slow."""
+    step (a Python loop of 6000 dispatches: 90 s in CI). Slow since 2026-12-04: an xfail that cost the
+    default suite 90 s; the evaluation of the learned policies (train/evaluate.py) prints the expert's
+    default-settings row on every run, and the 16-robot check below holds the bounds."""
     s, final = dish.expert_episode(20)
     parity = np.asarray(final["productivity_parity"])
     assert np.all((parity >= 0.8) & (parity <= 1.5)), parity

@@ -29,7 +29,5 @@ def test_dagger_raises_mp_from_zero_on_a_short_dishwashing_setting():
 
     result = run_imitation(cfg, ppo_cfg, env, params, expert, progress=False)
     after = jax.device_get(evaluate(result.state.params, result.state.norm, held_out, params))
-    teacher = jax.device_get(jax.jit(lambda k: im.evaluate_expert(k, params))(held_out))
-    assert float(teacher["units"]) > 1.0
     # the student alone, deterministic, on unseen scenes: dishes washed and racked
     assert float(after["mp"]) > 0.0 and float(after["units"]) > 0.0, jax.tree.map(np.asarray, after)
