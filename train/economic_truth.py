@@ -141,6 +141,15 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
     return quotes, pred
 
 
+def check_sizes(cfg: StudyConfig, rows: int | None = None) -> None:
+    """Refuses a ``retrain.subsets`` too small for the second call's removal and leave-one-out rows plus
+    8 LDS subsets (``rows``: their count; default the most ``cfg`` can ask for)."""
+    rows = cfg.repeats * (1 + 3 * len(cfg.removal) + max(cfg.loo, 2)) if rows is None else rows
+    if cfg.retrain.subsets < rows + 8:
+        raise ValueError(f"retrain.subsets (--subsets) = {cfg.retrain.subsets}: the removal and leave-one-out "
+                         f"rows need {rows}, plus at least 8 for the LDS; raise it to >= {rows + 8}")
+
+
 def second_masks(key, n: int, value, cfg: StudyConfig, loo_ids) -> tuple[np.ndarray, dict]:
     """[M, N] rows of the second retraining call and where each part lies in it (module docstring, step 5)."""
     order = np.argsort(-np.asarray(value))  # most valuable first
@@ -164,9 +173,7 @@ def second_masks(key, n: int, value, cfg: StudyConfig, loo_ids) -> tuple[np.ndar
         mask[i] = 0
         parts["loo"][int(i)] = [add(mask) for _ in range(cfg.repeats)]
     spare = cfg.retrain.subsets - len(rows)
-    if spare < 8:
-        raise ValueError(f"retrain.subsets = {cfg.retrain.subsets}: the removal and leave-one-out rows need "
-                         f"{len(rows)}, plus at least 8 for the LDS; raise it to >= {len(rows) + 8}")
+    check_sizes(cfg, len(rows))
     lds = np.asarray(subset_masks(key, n, dataclasses.replace(cfg.retrain, subsets=spare)))
     parts["lds"] = list(range(len(rows), len(rows) + spare))
     return np.concatenate([np.stack(rows), lds]), parts
@@ -180,6 +187,7 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
       expert: ``(state, key, params) -> action`` (one robot).
       settings: :class:`valuation.settings.ValuationSettings` (value model, κ, tiers, pricing).
     """
+    check_sizes(cfg)
     key = jax.random.PRNGKey(cfg.seed)
     k_pool, k_val, k_m1, k_r1, k_feat, k_m2, k_r2 = jax.random.split(key, 7)
     kinds = cfg.kinds()
@@ -208,10 +216,11 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     full = mp2[parts["full"]].mean()
     removal = {key_: float(mp2[idx].mean()) for key_, idx in parts["removal"].items()}
     loo = {i: float(full - mp2[idx].mean()) for i, idx in parts["loo"].items()}
-    realized_clip = np.maximum(g["gain"], 0.0)  # a datapoint cannot be worth less than 0 to the buyer
-    card = truth.scorecard(pred["raw_mean"], pred["lower"], pred["upper"], realized_clip, settings.thresholds,
+    # the value model predicts the raw gain (negatives kept), so it is scored on it; the true-ups price
+    # max(realized, 0) inside valuation.pricing, and a negative gain is tier 0 either way
+    card = truth.scorecard(pred["raw_mean"], pred["lower"], pred["upper"], g["gain"], settings.thresholds,
                            quotes, masks2[parts["lds"]], mp2[parts["lds"]])
-    card["spearman_raw"] = truth.spearman(pred["raw_mean"], g["gain"])
+    card["spearman_clipped"] = truth.spearman(pred["raw_mean"], np.maximum(g["gain"], 0.0))
     table = {"datapoint_id": pool["id"], "kind": pool["kind"], "novelty_score": features[:, 0],
              "causal_gain": features[:, 1], "tracin_signed": signed, "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],
              **{f"pred_{k}": v for k, v in pred.items()},
@@ -225,7 +234,8 @@ if __name__ == "__main__":
     import sys
 
     from train.economic_truth_cli import main
+    from vpjax.cli import run_main
 
-    sys.exit(main())
+    sys.exit(run_main(main, prog="python -m train.economic_truth"))
 
-__all__ = ["DEFAULT_POOL", "StudyConfig", "cross_fit_quotes", "engine_features", "run_study", "second_masks"]
+__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study", "second_masks"]

@@ -14,12 +14,19 @@ valuation.reconcile`` on the two), ``data_value.csv``, ``data_valuation.pdf`` (`
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
+import shlex
 import sys
+import time
 from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.economic_truth", description=__doc__,
+    from vpjax.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m train.economic_truth", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="envs.point:PointDeliver", help="registered task or MODULE:FACTORY")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor/param override")
@@ -27,10 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgd-steps", type=int, default=300, help="Adam steps per student (default 300)")
     p.add_argument("--eval-envs", type=int, default=32, help="held-out robots per student (default 32)")
     p.add_argument("--steps", type=int, default=None, help="control steps per demonstration (default: the episode)")
+    p.add_argument("--pool", default=None, metavar="KIND=N,...",
+                   help="demonstrations of each kind (default clean=16,noisy=6,reversed=3,rushed=4,duplicate=5,shifted=6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default="dishwashing", help="task config for the valuation settings (default dishwashing)")
     p.add_argument("--out", required=True, help="folder to write (created)")
+    p.add_argument("--record", default=None, metavar="STEM",
+                   help="also write STEM.md and STEM.png (e.g. benchmarks/results/economic_truth_point)")
     return p
+
+
+def parse_pool(text: str) -> tuple:
+    """``clean=16,noisy=6`` -> (("clean", 16), ("noisy", 6)); a bad entry raises UserError naming ``--pool``."""
+    from vpjax.cli import UserError
+
+    from .datamodels import KINDS
+
+    pool = []
+    for item in text.split(","):
+        kind, _, n = item.partition("=")
+        kind = kind.strip()
+        if kind not in KINDS or not n.strip().isdigit() or int(n) < 1:
+            raise UserError(f"--pool: {item!r} must be KIND=N with N >= 1 and KIND one of {', '.join(KINDS)}")
+        pool.append((kind, int(n)))
+    if not any(k == "clean" for k, _ in pool):
+        raise UserError("--pool: needs some clean demonstrations (the others are judged beside them)")
+    return tuple(pool)
 
 
 def shifted_params(env):
@@ -48,9 +77,10 @@ def expert_with_key(env):
     return lambda s, k, p: policy(s, p)
 
 
-def write_record(res: dict, out: Path, title: str) -> None:
-    """economic_truth.md and .png of one study."""
+def write_record(res: dict, out: Path, title: str, header: list[str] | None = None, stem: str = "economic_truth") -> None:
+    """``stem``.md and ``stem``.png of one study in ``out`` (``header``: lines under the title)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -61,57 +91,81 @@ def write_record(res: dict, out: Path, title: str) -> None:
         m = t["kind"] == kind
         ax[0].scatter(t["pred_raw_mean"][m], t["realized"][m], label=kind, s=18)
     ax[0].axhline(0, color="k", lw=0.5)
-    ax[0].set_xlabel("predicted E[ΔMPL] (units/h, model's raw mean)")
-    ax[0].set_ylabel("realized ΔMPL (datamodel)")
+    ax[0].set_xlabel("predicted E[ΔMPL] (units/h, cross-fitted value model)")
+    ax[0].set_ylabel("realized ΔMPL (datamodel of retrained students)")
     ax[0].set_title(f"Spearman {card['spearman']:.2f}, LDS {card['lds']:.2f}")
     ax[0].legend(fontsize=7)
     ks = sorted({k for k, _ in res["removal"]})
     for name in ("top", "random", "bottom"):
-        ax[1].plot([0] + [100 * k for k in ks], [res["full_mp"]] + [res["removal"][(k, name)] for k in ks], "o-", label=f"remove {name}-valued")
+        ax[1].plot([0] + [100 * k for k in ks], [res["full_mp"]] + [res["removal"][(k, name)] for k in ks], "o-",
+                   label=f"remove {name}-valued")
     ax[1].set_xlabel("% of the pool removed")
     ax[1].set_ylabel("student MPᵣ (units/h)")
-    ax[1].set_title("Removal curve")
+    ax[1].set_title("Removal curve (the top-valued should hurt most)")
     ax[1].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "economic_truth.png", dpi=110)
+    fig.savefig(out / f"{stem}.png", dpi=110)
     plt.close(fig)
-    lines = [f"# {title}", "", "| score | value | goal | met |", "|---|---:|---|---|"]
+    lines = [f"# {title}", "", *(header or []), "", "| score | value | goal | met |", "|---|---:|---|---|"]
     for name, (goal, met) in card["goals"].items():
         lines.append(f"| {name} | {card[name]:.3f} | {goal} | {'yes' if met else 'no'} |")
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
-              f"| spearman vs raw realized (negatives kept) | {card['spearman_raw']:.3f} | | |", "",
+              f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |", "",
               "Tier confusion (rows: predicted tier 0/1/2, columns: realized):", ""]
     lines += ["    " + " ".join(f"{int(v):4d}" for v in row) for row in card["tier_confusion"]]
+    pct = card["trueup_pct"][np.isfinite(card["trueup_pct"])]
+    if pct.size:
+        q = np.percentile(pct, [10, 25, 50, 75, 90])
+        lines += ["", "True-ups as % of the premium (positive = refunded): "
+                  + ", ".join(f"p{p} {v:+.0f}%" for p, v in zip((10, 25, 50, 75, 90), q)), ""]
     lines += ["", "Realized gain by kind (mean):", ""]
     for kind in sorted(set(t["kind"])):
         m = t["kind"] == kind
         lines.append(f"- {kind}: realized {t['realized'][m].mean():+.2f}, predicted {t['pred_raw_mean'][m].mean():+.2f} (n={m.sum()})")
+    ks = sorted({k for k, _ in res["removal"]})
+    lines += ["", f"Removal curve: student MPᵣ with the whole pool {res['full_mp']:.2f}; without the", "",
+              "| removed | top-valued | random | bottom-valued |", "|---|---:|---:|---:|"]
+    lines += [f"| {100 * k:.0f}% | " + " | ".join(f"{res['removal'][(k, n)]:.2f}" for n in ("top", "random", "bottom")) + " |"
+              for k in ks]
     lines += ["", f"Leave-one-out (full-pool MPᵣ {res['full_mp']:.2f} minus without it) vs datamodel gain:", ""]
     for i, v in res["loo"].items():
         lines.append(f"- {t['datapoint_id'][i]} ({t['kind'][i]}): LOO {v:+.2f}, datamodel {t['realized'][i]:+.2f}")
-    (out / "economic_truth.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import jax
     import pandas as pd
 
     from train.setup import _kv, make_env
+    from vpjax.cli import UserError
     from valuation import csv_formats as csvf, report, settings as vsettings
     from valuation.reconcile import main as reconcile_main
 
     from .datamodels import RetrainConfig
-    from .economic_truth import StudyConfig, run_study
+    from .economic_truth import StudyConfig, check_sizes, run_study
 
+    t0 = time.time()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    env = make_env(args.env, **_kv(args.env_arg, "--env-arg"))
+    for flag, v, low in (("--subsets", args.subsets, 2), ("--sgd-steps", args.sgd_steps, 1), ("--eval-envs", args.eval_envs, 1)):
+        if v < low:
+            raise UserError(f"{flag} {v}: must be >= {low}")
     cfg = StudyConfig(retrain=RetrainConfig(subsets=args.subsets, sgd_steps=args.sgd_steps, eval_envs=args.eval_envs),
-                      seed=args.seed)
+                      seed=args.seed, **({"pool": parse_pool(args.pool)} if args.pool else {}))
     settings = vsettings.load(args.config)
-    res = run_study(env, expert_with_key(env), cfg, settings, shifted_params=shifted_params(env), steps=args.steps)
+    try:
+        check_sizes(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    env = make_env(args.env, **_kv(args.env_arg, "--env-arg"))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        res = run_study(env, expert_with_key(env), cfg, settings, shifted_params=shifted_params(env), steps=args.steps)
+    except ValueError as e:  # a size the study refuses (e.g. too few subsets for its rows), naming the setting
+        raise UserError(str(e)) from None
     t = res["table"]
     csvf.write_realized_csv(out / "realized_mpl.csv", zip(t["datapoint_id"], t["realized"]))
     csvf.write_quotes_csv(out / "premium_quotes.csv", res["quotes"])
@@ -124,11 +178,24 @@ def main(argv=None) -> int:
     csvf.write_data_value_csv(out / "data_value.csv", res["quotes"], trueups)
     report.make_pdf(csvf.read_data_value_csv(out / "data_value.csv"), out / "data_valuation.pdf",
                     title=f"Economic truth: {args.env}")
-    write_record(res, out, f"Economic truth, {args.env}: {len(t['kind'])} demonstrations, "
-                           f"{cfg.retrain.subsets} x 2 retrained students")
+    title = f"Economic truth, {args.env}: {len(t['kind'])} demonstrations, {cfg.retrain.subsets} x 2 retrained students"
+    header = [f"- date: {datetime.date.today().isoformat()}; machine: {platform.machine()}, {os.cpu_count()} cores, "
+              f"JAX {jax.__version__} on {jax.default_backend()}; wall time {time.time() - t0:.0f} s",
+              f"- command: `python -m train.economic_truth {shlex.join(argv if argv is not None else sys.argv[1:])}`",
+              f"- pool: {', '.join(f'{k} {n}' for k, n in cfg.pool)}; students: {cfg.retrain.sgd_steps} Adam steps, "
+              f"{cfg.retrain.eval_envs} held-out robots each; scores are against the raw realized gains",
+              "- the interval coverage of `trueup_summary.csv` (valuation.reconcile) is that of the quotes' "
+              "intervals, clipped at 0 like the price; the one below is the value model's own"]
+    write_record(res, out, title, header)
+    if args.record:
+        rec = Path(args.record)
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        write_record(res, rec.parent, title, header, stem=rec.name)
     print((out / "economic_truth.md").read_text())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vpjax.cli import run_main
+
+    sys.exit(run_main(main, prog="python -m train.economic_truth"))

@@ -3,6 +3,7 @@ reversed) has a negative realized gain by counterfactual retraining, and the eng
 prediction puts it below the clean demonstrations."""
 
 import numpy as np
+import pytest
 
 from envs.point import PointDeliver, expert
 from train.datamodels import RetrainConfig
@@ -30,3 +31,18 @@ def test_reversed_demonstration_realized_negative_and_predicted_below_clean():
     card = res["card"]
     assert card["tier_confusion"].sum() == len(t["kind"]) and np.isfinite(card["lds"])
     assert set(res["removal"]) == {(0.2, "top"), (0.2, "random"), (0.2, "bottom")}
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--pool", "clean=4,bogus=2"], ["--pool", "'bogus=2'", "KIND=N"]),
+    (["--pool", "noisy=4"], ["--pool", "clean"]),
+    (["--subsets", "20"], ["--subsets", "= 20", ">= 36"]),
+    (["--eval-envs", "0"], ["--eval-envs 0", ">= 1"]),
+])
+def test_cli_refuses_bad_sizes_in_one_line_before_any_work(tmp_path, capsys, args, names):
+    from train.economic_truth_cli import main
+    from vpjax.cli import run_main
+
+    assert run_main(main, ["--out", str(tmp_path / "out"), *args], prog="python -m train.economic_truth") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(n in err for n in names), err
