@@ -143,8 +143,10 @@ def hold_finished(keep, new, old):
 
 
 def summarize_episodes(metrics: dict, econ) -> dict:
-    """Per-robot episode metrics [N] -> their means and ``success_rate`` (robots meeting both parity conditions)."""
+    """Per-robot episode metrics [N] -> their means (a reward plug-in's ``reward_extra_<term>`` included) and
+    ``success_rate`` (robots meeting both parity conditions)."""
     out = {k: jnp.mean(metrics[k].astype(jnp.float32)) for k in EPISODE_METRICS}
+    out.update({k: jnp.mean(v.astype(jnp.float32)) for k, v in metrics.items() if k.startswith(E.EXTRA_PREFIX)})
     ok = E.parity_holds(metrics["productivity_parity"], metrics["wage_parity"], econ)
     out["success_rate"] = jnp.mean(ok.astype(jnp.float32))
     return out

@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from .acting import curriculum_end
 from .imitation import Buffer, ImitationConfig, make_imitation
 from .members import econ_to_dict
-from .metrics_log import CSV_COLUMNS, append_rows, truncate_csv
+from .metrics_log import CSV_COLUMNS, append_rows, csv_columns, truncate_csv
 from .policy_file import export_policy
 
 IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
@@ -62,9 +62,10 @@ def _floats(d: dict) -> dict:
 
 
 def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: dict, ev: dict | None, env_steps: int,
-         sps: float, wall: float, econ, buffer_rows: int) -> dict:
-    row = {c: "" for c in COLUMNS}
+         sps: float, wall: float, econ, buffer_rows: int, columns: list[str] = COLUMNS) -> dict:
+    row = {c: "" for c in columns}
     row.update({k: col[v] for k, v in _ECON.items()})
+    row.update({k: col[k] for k in columns if k.startswith(E.EXTRA_PREFIX) and k in col})  # a plug-in's own terms
     row.update(episode=float(r + 1), alpha=float(econ.alpha_final), beta=float(econ.beta), gamma=float(econ.gamma_final),
                env_steps=env_steps, steps_per_sec=round(sps, 1), wall_time=round(wall, 2), member=0, seed=cfg.seed,
                iteration=r + 1, episodes_done=cfg.num_envs, stats_iteration=r + 1, dagger_beta=beta,
@@ -79,7 +80,7 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
 
 
 def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: dict | None, state, resume: bool,
-              log, episode_length: int) -> tuple[Any, int, float, int | None]:
+              log, episode_length: int, columns: list[str] = COLUMNS) -> tuple[Any, int, float, int | None]:
     """Writes config.json; with ``resume``, restores the newest good checkpoint and drops the CSV rows after it.
 
     Returns:
@@ -110,7 +111,7 @@ def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: 
     restored = jax.tree.map(jnp.asarray, restored)
     restored = restored.replace(buffer=grow_buffer(restored.buffer, state.buffer.obs.shape[0]))
     start = int(meta["iteration"])
-    truncate_csv(csv_path, start, COLUMNS)
+    truncate_csv(csv_path, start, columns)
     log(f"resumed from {out / 'checkpoints'} at round {start}")
     return restored, start, float(meta["extra"].get("wall_time", 0.0)), start
 
@@ -159,9 +160,10 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     judge = curriculum_end(env_params)
     out = Path(out_dir) if out_dir is not None else None
     start, wall_before, resumed_from = 0, 0.0, None
+    columns = csv_columns(env.metric_names, COLUMNS)  # a reward plug-in's terms after the standard ones
     if out:
         state, start, wall_before, resumed_from = _open_run(out, cfg, ppo_cfg, env_params, run_config, state, resume,
-                                                            log, env.episode_length)
+                                                            log, env.episode_length, columns)
     collect = jax.jit(im.collect, donate_argnums=0)
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
@@ -182,11 +184,11 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
             ev = _floats(evaluate(state.params, state.norm, eval_key, judge))
         wall = wall_before + time.time() - t_start
         row = _row(cfg, r, beta, lr, col, fit_m, ev, (r + 1) * steps_per_round, steps_per_round / max(t_col, 1e-9),
-                   wall, env_params.econ, int(jax.device_get(state.buffer.size)))
+                   wall, env_params.econ, int(jax.device_get(state.buffer.size)), columns)
         result.rows.append(row)
         result.final_eval = ev if last else None
         if out:
-            append_rows(out / "training_metrics.csv", [row], COLUMNS)
+            append_rows(out / "training_metrics.csv", [row], columns)
             ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
             export_policy(out / "policy.msgpack", state.replace(params=_member_axis(state.params),
                                                                 norm=_member_axis(state.norm)))

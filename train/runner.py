@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from vpjax.cli import write_atomic
+
 from . import checkpoint as ckpt
 from .config import PPOConfig
 from .members import build_members, econ_to_dict, make_mesh, shard_state
@@ -109,7 +111,8 @@ def _write_run_config(out: Path, run: RunConfig, cfg: PPOConfig, desc, env_param
                  "backend": jax.default_backend()})
     if run.init is not None:
         conf["init"] = str(run.init)
-    (out / "config.json").write_text(json.dumps(conf, indent=2, default=str))
+    if jax.process_index() == 0:  # one writer on a multi-host run (the run folder may be shared), whole or not at all
+        write_atomic(out / "config.json", lambda fh: fh.write(json.dumps(conf, indent=2, default=str)))
 
 
 def _initial_state(programs: Programs, keys, members, run: RunConfig, out: Path | None, log):

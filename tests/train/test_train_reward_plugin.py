@@ -72,6 +72,27 @@ def test_extra_terms_reach_the_training_csv_and_a_resume_keeps_its_header(tmp_pa
         assert float(r["reward_extra_two"]) == pytest.approx(mem["reward_extra_two"])
 
 
+def test_extra_terms_reach_a_dagger_runs_csv_and_survive_its_resume(tmp_path):
+    from envs.experts import make_expert
+    from train.imitation import ImitationConfig
+    from train.imitation_run import COLUMNS, run_imitation
+
+    env = PointDeliver(episode_length=6, reward_fn=resolve_reward(f"{PLUGIN}:logged_reward"))
+    cfg = ImitationConfig(rounds=3, num_envs=4, sgd_steps=4, batch_size=16, num_eval_envs=0)
+    ppo = PPOConfig(policy_hidden=(8,), value_hidden=(8,))
+    kw = dict(out_dir=tmp_path, progress=False, log=lambda *_: None)
+    run_imitation(cfg, ppo, env, env.default_params, make_expert(env), max_rounds=2, **kw)
+    run_imitation(cfg, ppo, env, env.default_params, make_expert(env), resume=True, **kw)
+    with (tmp_path / "training_metrics.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == COLUMNS + ["reward_extra_parity", "reward_extra_two"]
+    assert [r["iteration"] for r in rows] == ["1", "2", "3"]
+    for r in rows:
+        assert float(r["reward_extra_two"]) == pytest.approx(2.0)
+        assert float(r["reward_extra_parity"]) == pytest.approx(float(r["productivity_parity"]), rel=1e-5, abs=1e-7)
+
+
 @pytest.mark.parametrize("spec", ["plugin", "one_sided_wage"])
 def test_plugin_reward_paid_on_last_step(spec):
     fn = resolve_reward(f"{PLUGIN}:level_reward" if spec == "plugin" else spec)
