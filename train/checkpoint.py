@@ -140,20 +140,24 @@ def restore_latest(directory: str | Path, template: Any, log=None) -> tuple[Any,
     """The newest checkpoint that restores and verifies, or None when there is none at all.
 
     Corrupt or partial checkpoints are reported (``warnings.warn`` or ``log``) and skipped, falling back to
-    the previous one.
+    the previous one. When every checkpoint is partial (the run was killed during its first save, before
+    the commit marker), none was ever completed: None, and the run starts fresh.
 
     Raises:
-      CheckpointError: checkpoints exist but none is usable.
+      CheckpointError: completed checkpoints exist but none is usable (corrupt, or another configuration's).
     """
     paths = list_checkpoints(directory)
     if not paths:
         return None
     reasons = []
+    say = log or (lambda m: warnings.warn(m, stacklevel=2))
     for path in reversed(paths):
         try:
             return load(path, template)
         except CheckpointError as e:
-            msg = f"skipping corrupt or partial checkpoint: {e}; falling back to the previous one"
+            say(f"skipping corrupt or partial checkpoint: {e}; falling back to the previous one")
             reasons.append(str(e))
-            (log or (lambda m: warnings.warn(m, stacklevel=2)))(msg)
+    if not any((p / META).is_file() for p in paths):
+        say(f"{directory}: only partial checkpoints (no save finished); starting fresh")
+        return None
     raise CheckpointError(f"{directory}: no usable checkpoint among {len(paths)}: " + "; ".join(reasons))

@@ -74,8 +74,14 @@ def test_corrupt_checkpoint_falls_back(runs, point_env, small_cfg, tmp_path):
     assert any("partial checkpoint" in m and "ckpt_00000015" in m for m in messages)
     # The restored state is exactly what was saved at iteration 10.
     assert int(np.asarray(state.iteration).reshape(-1)[0]) == 10
-    # Nothing usable -> a clear error naming the folder.
+    # Nothing usable among completed checkpoints (corrupt markers) -> a clear error naming the folder.
     for p in ckpt.list_checkpoints(work):
-        (p / ckpt.META).unlink(missing_ok=True)
+        (p / ckpt.META).write_text("{not json")
     with pytest.raises(ckpt.CheckpointError, match="no usable checkpoint"):
         ckpt.restore_latest(work, template, log=lambda m: None)
+    # Only partial checkpoints (killed during the first save): no save ever finished, the run starts fresh.
+    for p in ckpt.list_checkpoints(work):
+        (p / ckpt.META).unlink()
+    messages.clear()
+    assert ckpt.restore_latest(work, template, log=messages.append) is None
+    assert "only partial checkpoints" in messages[-1] and "starting fresh" in messages[-1]
