@@ -159,12 +159,16 @@ def curriculum_end(env_params):
 
 
 def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_states: bool = False,
-                   steps: int = 0):
+                   steps: int = 0, keys=None, per_robot: bool = False):
     """Runs ``num_envs`` robots for one full episode with ``actor(states, env_params) -> actions``, no auto-reset.
 
     The actor sees the whole batched state, so a scripted expert and a policy are judged by the same loop.
     Robots whose episode ends early (instability) are frozen at their last state. ``steps`` > 0 stops
     after that many control steps (the economics are rates over the time worked so far).
+
+    Args:
+      keys: [num_envs] the robots' scene keys (default: ``key`` split ``num_envs`` ways).
+      per_robot: return each robot's final metrics [num_envs] (and ``episode_return``) instead of means.
 
     Returns:
       dict of scalars -- the economics of the episode (mean over robots), ``episode_return`` and
@@ -172,7 +176,8 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_
       ``return_states``, robot 0's per-step ``pipeline_state.qpos`` [T, nq] (for rendering).
     """
     econ = env_params.econ
-    s = vmap_robots(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
+    keys = jax.random.split(key, num_envs) if keys is None else keys
+    s = vmap_robots(env.reset, (0, None))(keys, env_params)
 
     def body(carry, _):
         s, alive, ret, final = carry
@@ -190,8 +195,9 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_
     ones = jnp.ones((num_envs,), jnp.float32)
     (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
                                                  length=min(steps, env.episode_length) if steps else env.episode_length)
-    out = summarize_episodes(final, econ)
-    out["episode_return"] = jnp.mean(ret)
+    out = {**final, "episode_return": ret} if per_robot else summarize_episodes(final, econ)
+    if not per_robot:
+        out["episode_return"] = jnp.mean(ret)
     if return_states:
         return out, states
     return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -156,7 +156,25 @@ def subset_masks(key, num_points: int, cfg: RetrainConfig) -> jax.Array:
     return jnp.where(masks.sum(1, keepdims=True) > 0, masks, first)
 
 
-def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callable:
+class Student(NamedTuple):
+    """A trained policy the retrained students start from (instead of a fresh MLP).
+
+    Attributes:
+      params: its parameters (any pytree); every subset's student starts from them.
+      apply: ``(params, obs [B, O]) -> actions [B, A]`` in [-1, 1], deterministic (its own normalization inside).
+      loss: ``(params, obs [B, O], act [B, A]) -> scalar``, the behaviour-cloning loss it is fine-tuned with.
+      base_obs, base_act: rows every student keeps training on beside its subset's (e.g. the student's
+        own DAgger buffer), half of each minibatch; None: the subset's rows only.
+    """
+
+    params: Any
+    apply: Callable
+    loss: Callable
+    base_obs: Any = None
+    base_act: Any = None
+
+
+def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: Student | None = None) -> Callable:
     """Builds ``retrain(key, obs [N, T, O], act [N, T, A], masks [M, N]) -> outcomes`` (jitted).
 
     ``outcomes`` holds each student's held-out ``mp`` (MPᵣ, units/h), ``error_rate`` and
@@ -164,7 +182,10 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callab
 
     Each subset's student is an MLP trained by behaviour cloning (MSE of tanh(output) to the labels, rows
     of the subset's datapoints only; observations scaled by the pool's mean and std) and evaluated
-    deterministically on ``cfg.eval_envs`` held-out robots, one episode each.
+    deterministically on ``cfg.eval_envs`` held-out robots, one episode each. With ``student``, every
+    subset's student is instead that policy fine-tuned on the subset's rows (``cfg.sgd_steps`` Adam steps
+    of ``student.loss``; with ``student.base_obs``, half of each minibatch from those rows): the gain of a datapoint is then what it adds to a robot that already works,
+    which is how a correction or a new demonstration reaches a deployed policy.
     """
     net = MLP(tuple(cfg.hidden), env.action_size)
     opt = optax.adam(cfg.learning_rate)
@@ -172,17 +193,39 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callab
 
     def train_one(key, obs, act, mask, mean, std):
         k_init, k_fit = jax.random.split(key)
-        params = net.init(k_init, jnp.zeros((1, env.observation_size)))
         row_w = jnp.repeat(mask, steps)  # [rows]
         logits = jnp.log(jnp.maximum(row_w, 1e-30))
+        if student is None:
+            params = net.init(k_init, jnp.zeros((1, env.observation_size)))
 
-        def loss(p, idx):
-            pred = jnp.tanh(net.apply(p, (obs[idx] - mean) / std))
-            return jnp.mean((pred - act[idx]) ** 2)
+            def loss(p, idx):
+                pred = jnp.tanh(net.apply(p, (obs[idx] - mean) / std))
+                return jnp.mean((pred - act[idx]) ** 2)
+        elif student.base_obs is None:
+            params = student.params
+
+            def loss(p, idx):
+                return student.loss(p, obs[idx], act[idx])
+        else:
+            params = student.params
+            base_o, base_a = jnp.asarray(student.base_obs), jnp.asarray(student.base_act)
+            half = cfg.batch_size // 2
+
+            def loss(p, idx):  # the first half of idx indexes the subset's rows, the second the base rows
+                return 0.5 * (student.loss(p, obs[idx[:half]], act[idx[:half]])
+                              + student.loss(p, base_o[idx[half:]], base_a[idx[half:]]))
+
+        def draw(k):
+            if student is None or student.base_obs is None:
+                return jax.random.categorical(k, logits, shape=(cfg.batch_size,))
+            k1, k2 = jax.random.split(k)
+            half = cfg.batch_size // 2
+            return jnp.concatenate([jax.random.categorical(k1, logits, shape=(half,)),
+                                    jax.random.randint(k2, (cfg.batch_size - half,), 0, len(student.base_obs))])
 
         def step(carry, k):
             p, o = carry
-            idx = jax.random.categorical(k, logits, shape=(cfg.batch_size,))
+            idx = draw(k)
             g = jax.grad(loss)(p, idx)
             u, o = opt.update(g, o, p)
             return (optax.apply_updates(p, u), o), None
@@ -190,10 +233,20 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callab
         (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(k_fit, cfg.sgd_steps))
         return params
 
-    def evaluate_one(params, key, mean, std):
-        actor = lambda s, p: jnp.tanh(net.apply(params, (s.obs - mean) / std))  # noqa: E731
-        ev = evaluate_actor(env, env.default_params, actor, key, cfg.eval_envs)
-        return {k: ev[k] for k in OUTCOMES}
+    def evaluate_all(params, key, mean, std, m):
+        """Every student on the same ``cfg.eval_envs`` scenes, as one batch of M x E robots (one env step
+        program for all; a vmap of per-student rollouts made the MJX compile far slower)."""
+        e = cfg.eval_envs
+        keys = jnp.tile(jax.random.split(key, e), (m, 1))
+
+        def act_one(p, obs):
+            return jnp.tanh(net.apply(p, (obs - mean) / std)) if student is None else student.apply(p, obs)
+
+        def actor(s, _):
+            return jax.vmap(act_one)(params, s.obs.reshape(m, e, -1)).reshape(m * e, -1)
+
+        final = evaluate_actor(env, env.default_params, actor, None, m * e, keys=keys, per_robot=True)
+        return {k: jnp.mean(final[k].astype(jnp.float32).reshape(m, e), axis=1) for k in OUTCOMES}
 
     @jax.jit
     def retrain(key, obs, act, masks):
@@ -203,7 +256,7 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int) -> Callab
         k_train, k_eval = jax.random.split(key)
         params = jax.vmap(train_one, (0, None, None, 0, None, None))(
             jax.random.split(k_train, masks.shape[0]), flat_o, flat_a, masks, mean, std)
-        return jax.vmap(evaluate_one, (0, None, None, None))(params, k_eval, mean, std)  # same scenes for all
+        return evaluate_all(params, k_eval, mean, std, masks.shape[0])  # same scenes for all
 
     return retrain
 
@@ -235,5 +288,5 @@ def realized_gains(masks, outcomes, cfg: RetrainConfig, seed: int = 0) -> dict:
     return {"gain": gain, "lo": np.percentile(boots, 10, axis=0), "hi": np.percentile(boots, 90, axis=0)}
 
 
-__all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "datamodel", "demonstration_pool", "make_retrain", "realized_gains",
+__all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "Student", "datamodel", "demonstration_pool", "make_retrain", "realized_gains",
            "subset_masks"]

@@ -43,7 +43,8 @@ import numpy as np
 from valuation import causal_gain as cg, truth
 from valuation.novelty import embedding_novelty
 
-from .datamodels import RetrainConfig, datamodel, demonstration_pool, make_retrain, realized_gains, subset_masks
+from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
+                         subset_masks)
 
 DEFAULT_POOL = (("clean", 16), ("noisy", 6), ("reversed", 3), ("rushed", 4), ("duplicate", 5), ("shifted", 6))
 
@@ -77,6 +78,49 @@ class StudyConfig:
         first = next(i for i, k in enumerate(kinds) if k != "duplicate")
         kinds[0], kinds[first] = kinds[first], kinds[0]
         return kinds
+
+
+def warm_start_student(env, expert, rounds: int, seed: int = 0, num_envs: int = 16, sgd_steps: int = 1500,
+                       log=print) -> tuple[Student, dict]:
+    """A student that already does the job, for the retrained students to start from: ``rounds`` rounds of
+    DAgger (:func:`train.imitation_run.run_imitation`; the PPO policy network, 3 x 256) on ``env``. Its
+    DAgger buffer comes along as the base rows each retrained student keeps training on, so a subset's
+    demonstrations are added to what the deployed student knows rather than replacing it.
+
+    Args:
+      expert: ``(state, params) -> action`` (one robot; :func:`envs.experts.make_expert`).
+
+    Returns:
+      (the :class:`train.datamodels.Student`, its evaluation on 8 held-out robots: mp, error_rate, ...).
+    """
+    from .acting import curriculum_end
+    from .config import PPOConfig
+    from .imitation import ImitationConfig, make_imitation
+    from .imitation_run import run_imitation
+
+    ppo_cfg = PPOConfig(policy_hidden=(256, 256, 256), value_hidden=(32,))
+    cfg = ImitationConfig(rounds=rounds, num_envs=num_envs, beta_schedule=(1.0, 0.5, 0.0), sgd_steps=sgd_steps,
+                          batch_size=512, balance=0.0, num_eval_envs=8, seed=seed)
+    params = curriculum_end(env.default_params)
+    log(f"warm start: {rounds} DAgger rounds x {num_envs} robots")
+    res = run_imitation(cfg, ppo_cfg, env, params, expert, progress=False, log=lambda *_: None)
+    im = make_imitation(cfg, ppo_cfg, env, expert)
+    norm = res.state.norm
+
+    def apply(p, obs):
+        return im.act(p, norm, obs)
+
+    def loss(p, obs, act):
+        return jnp.mean((apply(p, obs) - act) ** 2)
+
+    buf = jax.device_get(res.state.buffer)
+    keep = np.asarray(buf.valid) > 0
+    ev = {k: float(v) for k, v in (res.final_eval or {}).items()}
+    log(f"warm start: the student alone racks MPr {ev.get('mp', float('nan')):.1f} units/h "
+        f"(e {ev.get('error_rate', float('nan')):.3f}) on 8 held-out robots")
+    student = Student(params=res.state.params, apply=apply, loss=loss, base_obs=np.asarray(buf.obs)[keep],
+                      base_act=np.asarray(buf.act)[keep])
+    return student, ev
 
 
 def _rows(pool) -> np.ndarray:
@@ -180,12 +224,13 @@ def second_masks(key, n: int, value, cfg: StudyConfig, loo_ids) -> tuple[np.ndar
 
 
 def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, steps: int | None = None,
-              log=print) -> dict:
+              log=print, student: Student | None = None) -> dict:
     """The whole study (module docstring); returns the per-datapoint table, the scorecard and the curves.
 
     Args:
       expert: ``(state, key, params) -> action`` (one robot).
       settings: :class:`valuation.settings.ValuationSettings` (value model, κ, tiers, pricing).
+      student: the policy every retrained student starts from (:func:`warm_start_student`); None: fresh MLPs.
     """
     check_sizes(cfg)
     key = jax.random.PRNGKey(cfg.seed)
@@ -196,7 +241,7 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     val = demonstration_pool(env, expert, k_val, ["clean"] * cfg.val_episodes, steps=steps)
     n, rc = len(kinds), cfg.retrain
     log(f"pool: {n} demonstrations x {steps} steps; retraining {rc.subsets} students x 2 calls")
-    retrain = make_retrain(env, rc, n, steps)
+    retrain = make_retrain(env, rc, n, steps, student)
     masks = np.asarray(subset_masks(k_m1, n, rc))
     out1 = jax.tree.map(np.asarray, retrain(k_r1, pool["obs"], pool["act"], masks))
     g = realized_gains(masks, out1["mp"], rc, seed=cfg.seed)
@@ -238,4 +283,5 @@ if __name__ == "__main__":
 
     sys.exit(run_main(main, prog="python -m train.economic_truth"))
 
-__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study", "second_masks"]
+__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study", "second_masks",
+           "warm_start_student"]

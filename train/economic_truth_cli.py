@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgd-steps", type=int, default=300, help="Adam steps per student (default 300)")
     p.add_argument("--eval-envs", type=int, default=32, help="held-out robots per student (default 32)")
     p.add_argument("--steps", type=int, default=None, help="control steps per demonstration (default: the episode)")
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="students' Adam step size (default 3e-3)")
+    p.add_argument("--warm-start", type=int, default=0, metavar="ROUNDS",
+                   help="first train a student by this many DAgger rounds; every retrained student is it, "
+                        "fine-tuned on its subset (default 0: fresh MLPs; the MJX tasks need it, or every MPr is 0)")
+    p.add_argument("--removal", default="0.1,0.2,0.3", help="fractions removed by predicted value (default 0.1,0.2,0.3)")
+    p.add_argument("--repeats", type=int, default=2, help="retrains of each removal and leave-one-out row (default 2)")
+    p.add_argument("--loo", type=int, default=4, help="datapoints checked by leave-one-out (default 4)")
+    p.add_argument("--folds", type=int, default=4, help="cross-fitting folds of the value model (default 4)")
     p.add_argument("--pool", default=None, metavar="KIND=N,...",
                    help="demonstrations of each kind (default clean=16,noisy=6,reversed=3,rushed=4,duplicate=5,shifted=6)")
     p.add_argument("--seed", type=int, default=0)
@@ -150,10 +158,22 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     out = Path(args.out)
-    for flag, v, low in (("--subsets", args.subsets, 2), ("--sgd-steps", args.sgd_steps, 1), ("--eval-envs", args.eval_envs, 1)):
+    for flag, v, low in (("--subsets", args.subsets, 2), ("--sgd-steps", args.sgd_steps, 1), ("--eval-envs", args.eval_envs, 1),
+                         ("--warm-start", args.warm_start, 0), ("--repeats", args.repeats, 1), ("--loo", args.loo, 0),
+                         ("--folds", args.folds, 2)):
         if v < low:
             raise UserError(f"{flag} {v}: must be >= {low}")
-    cfg = StudyConfig(retrain=RetrainConfig(subsets=args.subsets, sgd_steps=args.sgd_steps, eval_envs=args.eval_envs),
+    if not args.learning_rate > 0:
+        raise UserError(f"--learning-rate {args.learning_rate}: must be > 0")
+    try:
+        removal = tuple(float(x) for x in args.removal.split(","))
+    except ValueError:
+        raise UserError(f"--removal {args.removal!r}: must be fractions separated by commas") from None
+    if not all(0 < k < 1 for k in removal):
+        raise UserError(f"--removal {args.removal!r}: each fraction must be in (0, 1)")
+    cfg = StudyConfig(retrain=RetrainConfig(subsets=args.subsets, sgd_steps=args.sgd_steps, eval_envs=args.eval_envs,
+                                            learning_rate=args.learning_rate),
+                      removal=removal, repeats=args.repeats, loo=args.loo, folds=args.folds,
                       seed=args.seed, **({"pool": parse_pool(args.pool)} if args.pool else {}))
     settings = vsettings.load(args.config)
     try:
@@ -162,8 +182,16 @@ def main(argv=None) -> int:
         raise UserError(str(e)) from None
     env = make_env(args.env, **_kv(args.env_arg, "--env-arg"))
     out.mkdir(parents=True, exist_ok=True)
+    student = None
+    if args.warm_start:
+        from envs.experts import make_expert
+
+        from .economic_truth import warm_start_student
+
+        student, _ = warm_start_student(env, make_expert(env), args.warm_start, seed=args.seed)
     try:
-        res = run_study(env, expert_with_key(env), cfg, settings, shifted_params=shifted_params(env), steps=args.steps)
+        res = run_study(env, expert_with_key(env), cfg, settings, shifted_params=shifted_params(env), steps=args.steps,
+                        student=student)
     except ValueError as e:  # a size the study refuses (e.g. too few subsets for its rows), naming the setting
         raise UserError(str(e)) from None
     t = res["table"]
@@ -182,8 +210,10 @@ def main(argv=None) -> int:
     header = [f"- date: {datetime.date.today().isoformat()}; machine: {platform.machine()}, {os.cpu_count()} cores, "
               f"JAX {jax.__version__} on {jax.default_backend()}; wall time {time.time() - t0:.0f} s",
               f"- command: `python -m train.economic_truth {shlex.join(argv if argv is not None else sys.argv[1:])}`",
-              f"- pool: {', '.join(f'{k} {n}' for k, n in cfg.pool)}; students: {cfg.retrain.sgd_steps} Adam steps, "
-              f"{cfg.retrain.eval_envs} held-out robots each; scores are against the raw realized gains",
+              f"- pool: {', '.join(f'{k} {n}' for k, n in cfg.pool)}; students: "
+              + (f"a {args.warm_start}-round DAgger student fine-tuned by " if args.warm_start else "fresh MLPs trained by ")
+              + f"{cfg.retrain.sgd_steps} Adam steps (lr {cfg.retrain.learning_rate:g}), {cfg.retrain.eval_envs} held-out "
+              f"robots each; scores are against the raw realized gains",
               "- the interval coverage of `trueup_summary.csv` (valuation.reconcile) is that of the quotes' "
               "intervals, clipped at 0 like the price; the one below is the value model's own"]
     write_record(res, out, title, header)
