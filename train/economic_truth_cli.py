@@ -1,6 +1,6 @@
 """``python -m train.economic_truth``: the economic-truth study (train/economic_truth.py) from the shell.
 
-Example (the point task, ~minutes on 2 CPU cores)::
+Example (the point task, 3 minutes on 2 CPU cores; the README has the dishwashing commands)::
 
     python -m train.economic_truth --env envs.point:PointDeliver --out runs/truth_point
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vpjax.cli import ArgumentParser
 
     p = ArgumentParser(prog="python -m train.economic_truth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="envs.point:PointDeliver", help="registered task or MODULE:FACTORY")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor/param override")
     p.add_argument("--subsets", type=int, default=64, help="students per retraining call (default 64)")
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=4, help="cross-fitting folds of the value model (default 4)")
     p.add_argument("--pool", default=None, metavar="KIND=N,...",
                    help="demonstrations of each kind (default clean=16,noisy=6,reversed=3,rushed=4,duplicate=5,shifted=6)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the pool, the retrains and the warm start (default 0)")
     p.add_argument("--config", default="dishwashing", help="task config for the valuation settings (default dishwashing)")
     p.add_argument("--out", required=True, help="folder to write (created)")
     p.add_argument("--record", default=None, metavar="STEM",
