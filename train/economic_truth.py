@@ -266,6 +266,10 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     card = truth.scorecard(pred["raw_mean"], pred["lower"], pred["upper"], g["gain"], settings.thresholds,
                            quotes, masks2[parts["lds"]], mp2[parts["lds"]])
     card["spearman_clipped"] = truth.spearman(pred["raw_mean"], np.maximum(g["gain"], 0.0))
+    # each feature alone against the realized gains: what the value model has to work with. A model whose
+    # slopes shrink to 0 predicts the other folds' mean, which is anti-correlated with the held-out gains
+    card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])
+    card["spearman_causal_gain"] = truth.spearman(features[:, 1], g["gain"])
     table = {"datapoint_id": pool["id"], "kind": pool["kind"], "novelty_score": features[:, 0],
              "causal_gain": features[:, 1], "tracin_signed": signed, "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],
              **{f"pred_{k}": v for k, v in pred.items()},

@@ -120,7 +120,9 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
         lines.append(f"| {name} | {card[name]:.3f} | {goal} | {'yes' if met else 'no'} |")
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
-              f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |", "",
+              f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |",
+              f"| spearman of novelty_score alone vs realized | {card['spearman_novelty']:.3f} | | |",
+              f"| spearman of causal_gain alone vs realized | {card['spearman_causal_gain']:.3f} | | |", "",
               "Tier confusion (rows: predicted tier 0/1/2, columns: realized):", ""]
     lines += ["    " + " ".join(f"{int(v):4d}" for v in row) for row in card["tier_confusion"]]
     pct = card["trueup_pct"][np.isfinite(card["trueup_pct"])]
