@@ -128,8 +128,10 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
     pct = card["trueup_pct"][np.isfinite(card["trueup_pct"])]
     if pct.size:
         q = np.percentile(pct, [10, 25, 50, 75, 90])
-        lines += ["", "True-ups as % of the premium (positive = refunded): "
+        lines += ["", f"True-ups as % of the premium (positive = refunded; {pct.size} quotes with a premium): "
                   + ", ".join(f"p{p} {v:+.0f}%" for p, v in zip((10, 25, 50, 75, 90), q)), ""]
+    else:
+        lines += ["", "True-ups as % of the premium: none (no quote had a premium: every E[ΔMPL] was <= 0)", ""]
     lines += ["", "Realized gain by kind (mean):", ""]
     for kind in sorted(set(t["kind"])):
         m = t["kind"] == kind
