@@ -195,8 +195,10 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_
     ones = jnp.ones((num_envs,), jnp.float32)
     (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
                                                  length=min(steps, env.episode_length) if steps else env.episode_length)
-    out = {**final, "episode_return": ret} if per_robot else summarize_episodes(final, econ)
-    if not per_robot:
+    if per_robot:
+        out = {**final, "episode_return": ret}
+    else:
+        out = summarize_episodes(final, econ)
         out["episode_return"] = jnp.mean(ret)
     if return_states:
         return out, states

@@ -184,12 +184,20 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
     of the subset's datapoints only; observations scaled by the pool's mean and std) and evaluated
     deterministically on ``cfg.eval_envs`` held-out robots, one episode each. With ``student``, every
     subset's student is instead that policy fine-tuned on the subset's rows (``cfg.sgd_steps`` Adam steps
-    of ``student.loss``; with ``student.base_obs``, half of each minibatch from those rows): the gain of a datapoint is then what it adds to a robot that already works,
-    which is how a correction or a new demonstration reaches a deployed policy.
+    of ``student.loss``; with ``student.base_obs``, half of each minibatch from those rows): the gain of
+    a datapoint is then what it adds to a robot that already works, which is how a correction or a new
+    demonstration reaches a deployed policy.
     """
     net = MLP(tuple(cfg.hidden), env.action_size)
     opt = optax.adam(cfg.learning_rate)
     rows = num_points * steps
+
+    with_base = student is not None and student.base_obs is not None
+    half = cfg.batch_size // 2 if with_base else cfg.batch_size  # minibatch rows from the subset
+
+    def policy(p, obs, mean, std):
+        """A student's deterministic actions: a fresh MLP on the pool-scaled obs, or ``student.apply``."""
+        return jnp.tanh(net.apply(p, (obs - mean) / std)) if student is None else student.apply(p, obs)
 
     def train_one(key, obs, act, mask, mean, std):
         k_init, k_fit = jax.random.split(key)
@@ -197,31 +205,22 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
         logits = jnp.log(jnp.maximum(row_w, 1e-30))
         if student is None:
             params = net.init(k_init, jnp.zeros((1, env.observation_size)))
-
-            def loss(p, idx):
-                pred = jnp.tanh(net.apply(p, (obs[idx] - mean) / std))
-                return jnp.mean((pred - act[idx]) ** 2)
-        elif student.base_obs is None:
-            params = student.params
-
-            def loss(p, idx):
-                return student.loss(p, obs[idx], act[idx])
+            row_loss = lambda p, o, a: jnp.mean((policy(p, o, mean, std) - a) ** 2)  # noqa: E731
         else:
-            params = student.params
+            params, row_loss = student.params, student.loss
+        if with_base:
             base_o, base_a = jnp.asarray(student.base_obs), jnp.asarray(student.base_act)
-            half = cfg.batch_size // 2
 
-            def loss(p, idx):  # the first half of idx indexes the subset's rows, the second the base rows
-                return 0.5 * (student.loss(p, obs[idx[:half]], act[idx[:half]])
-                              + student.loss(p, base_o[idx[half:]], base_a[idx[half:]]))
-
-        def draw(k):
-            if student is None or student.base_obs is None:
-                return jax.random.categorical(k, logits, shape=(cfg.batch_size,))
+        def draw(k):  # the first ``half`` rows from the subset, the rest (if any) from the base rows
+            if not with_base:
+                return jax.random.categorical(k, logits, shape=(half,))
             k1, k2 = jax.random.split(k)
-            half = cfg.batch_size // 2
             return jnp.concatenate([jax.random.categorical(k1, logits, shape=(half,)),
-                                    jax.random.randint(k2, (cfg.batch_size - half,), 0, len(student.base_obs))])
+                                    jax.random.randint(k2, (cfg.batch_size - half,), 0, len(base_o))])
+
+        def loss(p, idx):
+            subset = row_loss(p, obs[idx[:half]], act[idx[:half]])
+            return 0.5 * (subset + row_loss(p, base_o[idx[half:]], base_a[idx[half:]])) if with_base else subset
 
         def step(carry, k):
             p, o = carry
@@ -239,11 +238,9 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
         e = cfg.eval_envs
         keys = jnp.tile(jax.random.split(key, e), (m, 1))
 
-        def act_one(p, obs):
-            return jnp.tanh(net.apply(p, (obs - mean) / std)) if student is None else student.apply(p, obs)
-
         def actor(s, _):
-            return jax.vmap(act_one)(params, s.obs.reshape(m, e, -1)).reshape(m * e, -1)
+            obs = s.obs.reshape(m, e, -1)
+            return jax.vmap(policy, (0, 0, None, None))(params, obs, mean, std).reshape(m * e, -1)
 
         final = evaluate_actor(env, env.default_params, actor, None, m * e, keys=keys, per_robot=True)
         return {k: jnp.mean(final[k].astype(jnp.float32).reshape(m, e), axis=1) for k in OUTCOMES}
@@ -288,5 +285,5 @@ def realized_gains(masks, outcomes, cfg: RetrainConfig, seed: int = 0) -> dict:
     return {"gain": gain, "lo": np.percentile(boots, 10, axis=0), "hi": np.percentile(boots, 90, axis=0)}
 
 
-__all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "Student", "datamodel", "demonstration_pool", "make_retrain", "realized_gains",
-           "subset_masks"]
+__all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "Student", "datamodel", "demonstration_pool", "make_retrain",
+           "realized_gains", "subset_masks"]

@@ -93,9 +93,9 @@ def warm_start_student(env, expert, rounds: int, seed: int = 0, num_envs: int = 
     Returns:
       (the :class:`train.datamodels.Student`, its evaluation on 8 held-out robots: mp, error_rate, ...).
     """
-    from .acting import curriculum_end
+    from .acting import curriculum_end, policy_fn
     from .config import PPOConfig
-    from .imitation import ImitationConfig, make_imitation
+    from .imitation import ImitationConfig
     from .imitation_run import run_imitation
 
     ppo_cfg = PPOConfig(policy_hidden=(256, 256, 256), value_hidden=(32,))
@@ -104,11 +104,10 @@ def warm_start_student(env, expert, rounds: int, seed: int = 0, num_envs: int = 
     params = curriculum_end(env.default_params)
     log(f"warm start: {rounds} DAgger rounds x {num_envs} robots")
     res = run_imitation(cfg, ppo_cfg, env, params, expert, progress=False, log=lambda *_: None)
-    im = make_imitation(cfg, ppo_cfg, env, expert)
-    norm = res.state.norm
+    act, norm = policy_fn(ppo_cfg, env.observation_size, env.action_size), res.state.norm
 
     def apply(p, obs):
-        return im.act(p, norm, obs)
+        return act(p, norm, obs)
 
     def loss(p, obs, act):
         return jnp.mean((apply(p, obs) - act) ** 2)
@@ -271,10 +270,11 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])
     card["spearman_causal_gain"] = truth.spearman(features[:, 1], g["gain"])
     table = {"datapoint_id": pool["id"], "kind": pool["kind"], "novelty_score": features[:, 0],
-             "causal_gain": features[:, 1], "tracin_signed": signed, "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],
+             "causal_gain": features[:, 1], "tracin_signed": signed,
+             "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],
              **{f"pred_{k}": v for k, v in pred.items()},
-             "tier": np.asarray([q.tier for q in quotes]), "premium": np.asarray([q.premium_cents / 100 for q in quotes]),
-             "trueup_pct": card["trueup_pct"]}
+             "tier": np.asarray([q.tier for q in quotes]),
+             "premium": np.asarray([q.premium_cents / 100 for q in quotes]), "trueup_pct": card["trueup_pct"]}
     return {"table": table, "quotes": quotes, "card": card, "reliability": reliability, "removal": removal,
             "full_mp": float(full), "loo": loo, "outcomes": out1, "masks": masks}
 
@@ -287,5 +287,5 @@ if __name__ == "__main__":
 
     sys.exit(run_main(main, prog="python -m train.economic_truth"))
 
-__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study", "second_masks",
-           "warm_start_student"]
+__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study",
+           "second_masks", "warm_start_student"]

@@ -18,6 +18,7 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -85,8 +86,8 @@ def expert_with_key(env):
     return lambda s, k, p: policy(s, p)
 
 
-def write_record(res: dict, out: Path, title: str, header: list[str] | None = None, stem: str = "economic_truth") -> None:
-    """``stem``.md and ``stem``.png of one study in ``out`` (``header``: lines under the title)."""
+def write_record(res: dict, out: Path, title: str, header: list[str] | None = None) -> None:
+    """economic_truth.md and economic_truth.png of one study in ``out`` (``header``: lines under the title)."""
     import matplotlib
     import numpy as np
 
@@ -113,7 +114,7 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
     ax[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / f"{stem}.png", dpi=110)
+    fig.savefig(out / "economic_truth.png", dpi=110)
     plt.close(fig)
     lines = [f"# {title}", "", *(header or []), "", "| score | value | goal | met |", "|---|---:|---|---|"]
     for name, (goal, met) in card["goals"].items():
@@ -144,7 +145,7 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
     lines += ["", f"Leave-one-out (full-pool MPᵣ {res['full_mp']:.2f} minus without it) vs datamodel gain:", ""]
     for i, v in res["loo"].items():
         lines.append(f"- {t['datapoint_id'][i]} ({t['kind'][i]}): LOO {v:+.2f}, datamodel {t['realized'][i]:+.2f}")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / "economic_truth.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
 
     from train.setup import _kv, make_env
     from vpjax.cli import UserError
-    from valuation import csv_formats as csvf, report, settings as vsettings
+    from valuation import csv_formats as csvf, pricing, report, settings as vsettings
     from valuation.reconcile import main as reconcile_main
 
     from .datamodels import RetrainConfig
@@ -204,8 +205,6 @@ def main(argv=None) -> int:
     pd.DataFrame(t).to_csv(out / "study.csv", index=False)
     reconcile_main(["--quotes", str(out / "premium_quotes.csv"), "--realized", str(out / "realized_mpl.csv"),
                     "--output", str(out / "trueup_summary.csv"), "--config", args.config])
-    from valuation import pricing
-
     trueups = [pricing.compute_trueup(q, r) for q, r in zip(res["quotes"], t["realized"])]
     csvf.write_data_value_csv(out / "data_value.csv", res["quotes"], trueups)
     report.make_pdf(csvf.read_data_value_csv(out / "data_value.csv"), out / "data_valuation.pdf",
@@ -224,7 +223,8 @@ def main(argv=None) -> int:
     if args.record:
         rec = Path(args.record)
         rec.parent.mkdir(parents=True, exist_ok=True)
-        write_record(res, rec.parent, title, header, stem=rec.name)
+        for ext in ("md", "png"):
+            shutil.copyfile(out / f"economic_truth.{ext}", rec.with_name(f"{rec.name}.{ext}"))
     print((out / "economic_truth.md").read_text())
     return 0
 

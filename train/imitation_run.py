@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vpjax import economics as E
-from vpjax.cli import write_atomic
+from vpjax.cli import write_json
 
 from . import checkpoint as ckpt
 from .acting import curriculum_end
@@ -52,17 +52,12 @@ class ImitationResult:
     stopped: str = "finished"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, default=str)
-    write_atomic(path, lambda fh: fh.write(text))
-
-
 def _floats(d: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(d).items() if np.ndim(v) == 0}
 
 
 def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: dict, ev: dict | None, env_steps: int,
-         sps: float, wall: float, econ, buffer_rows: int, columns: list[str] = COLUMNS) -> dict:
+         sps: float, wall: float, econ, buffer_rows: int, columns: list[str]) -> dict:
     row = {c: "" for c in columns}
     row.update({k: col[v] for k, v in _ECON.items()})
     row.update({k: col[k] for k in columns if k.startswith(E.EXTRA_PREFIX) and k in col})  # a plug-in's own terms
@@ -80,7 +75,7 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
 
 
 def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: dict | None, state, resume: bool,
-              log, episode_length: int, columns: list[str] = COLUMNS) -> tuple[Any, int, float, int | None]:
+              log, episode_length: int, columns: list[str]) -> tuple[Any, int, float, int | None]:
     """Writes config.json; with ``resume``, restores the newest good checkpoint and drops the CSV rows after it.
 
     Returns:
@@ -101,7 +96,7 @@ def _open_run(out: Path, cfg: ImitationConfig, ppo_cfg, env_params, run_config: 
             obs_size, act_size = template.buffer.obs.shape[1], template.buffer.act.shape[1]
             template = template.replace(buffer=Buffer.init(saved, obs_size, act_size))
         got = ckpt.restore_latest(out / "checkpoints", template, log=log)
-    _write_json(out / "config.json", conf)  # only now: a refused resume leaves the run's files as they were
+    write_json(out / "config.json", conf)  # only now: a refused resume leaves the run's files as they were
     if got is None:
         if resume:
             log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting fresh")
@@ -210,7 +205,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     result.state = state
     result.wall_time = wall_before + time.time() - t_start
     if out:
-        _write_json(out / "summary.json", {
+        write_json(out / "summary.json", {
             "algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
             "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
             "held_out_eval": result.final_eval, "expert_eval": result.expert_eval, "num_eval_envs": cfg.num_eval_envs})

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from vpjax.cli import write_atomic
+from vpjax.cli import write_json
 
 from . import checkpoint as ckpt
 from .config import PPOConfig
@@ -112,7 +112,7 @@ def _write_run_config(out: Path, run: RunConfig, cfg: PPOConfig, desc, env_param
     if run.init is not None:
         conf["init"] = str(run.init)
     if jax.process_index() == 0:  # one writer on a multi-host run (the run folder may be shared), whole or not at all
-        write_atomic(out / "config.json", lambda fh: fh.write(json.dumps(conf, indent=2, default=str)))
+        write_json(out / "config.json", conf)
 
 
 def _initial_state(programs: Programs, keys, members, run: RunConfig, out: Path | None, log):

@@ -143,6 +143,12 @@ def _flat_grad(params, x, y, cfg):
     return jnp.concatenate([a.ravel() for a in jax.tree.leaves(g)])
 
 
+def _row_grads(params, x: Array, y: Array, x_val: Array, y_val: Array, cfg: EnsembleConfig) -> tuple[Array, Array]:
+    """(∇L_i of each row [B, P], ∇L_val of the validation set [P]), flattened."""
+    g_val = _flat_grad(params, x_val, y_val, cfg)
+    return jax.vmap(lambda xi, yi: _flat_grad(params, xi[None], yi[None], cfg))(x, y), g_val
+
+
 def prediction_error_reduction(
     ens: Ensemble, x: Array, y: Array, x_val: Array, y_val: Array, cfg: EnsembleConfig, lr: float | Array = 1e-2
 ) -> Array:
@@ -159,8 +165,7 @@ def prediction_error_reduction(
     """
 
     def member(params):
-        g_val = _flat_grad(params, x_val, y_val, cfg)
-        g_i = jax.vmap(lambda xi, yi: _flat_grad(params, xi[None], yi[None], cfg))(x, y)  # [B, P]
+        g_i, g_val = _row_grads(params, x, y, x_val, y_val, cfg)
         return g_i @ g_val
 
     dots = jax.vmap(member)(ens.params)  # [K, B]
@@ -194,8 +199,7 @@ def tracin_checkpoints(
     @jax.jit
     def dots(params):
         def member(p):
-            g_val = _flat_grad(p, x_val, y_val, cfg)
-            g_i = jax.vmap(lambda xi, yi: _flat_grad(p, xi[None], yi[None], cfg))(x, y)
+            g_i, g_val = _row_grads(p, x, y, x_val, y_val, cfg)
             dot = g_i @ g_val
             if cosine:
                 return dot / (jnp.linalg.norm(g_i, axis=1) * jnp.linalg.norm(g_val) + 1e-12)

@@ -10,6 +10,7 @@ block first, which buries the one line that says what is wrong).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,12 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], newline:
         if isinstance(e, OSError):
             raise error(f"{path}: cannot write ({e.strerror or e})") from None
         raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented JSON (non-JSON values as their ``str``) through :func:`write_atomic`."""
+    text = json.dumps(data, indent=2, default=str)
+    write_atomic(path, lambda fh: fh.write(text))
 
 
 def one_line(message: Any) -> str:
