@@ -61,6 +61,10 @@ class ImitationConfig:
       lr_decay: per-round learning-rate factor.
       balance: exponent of the rarity weighting: a row of an expert-action bin holding n rows weighs n^-balance
         (0 = uniform sampling).
+      keyframe_weight: extra weight of a row whose expert action changed since the robot's previous step:
+        the row weighs 1 + keyframe_weight * min(1, max |Δ action|) (see :func:`keyframe_weights`; 0 = off).
+        The decisions of a phase machine (start the descent, close the hand, let go) are single steps
+        among long stretches of steady motion; a student that misses one waits forever.
       init_std: the standard deviation the policy's scale head is trained toward: PPO's exploration noise
         when it continues from the student.
       capacity: buffer rows (0 = every row of every round).
@@ -79,6 +83,7 @@ class ImitationConfig:
     learning_rate: float = 1e-3
     lr_decay: float = 1.0
     balance: float = 0.5
+    keyframe_weight: float = 0.0
     init_std: float = 0.1
     capacity: int = 0
     num_eval_envs: int = 16
@@ -98,6 +103,7 @@ class ImitationConfig:
             ("learning_rate", self.learning_rate > 0, "must be > 0"),
             ("lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"),
             ("balance", 0.0 <= self.balance <= 1.0, "must be in [0, 1]"),
+            ("keyframe_weight", self.keyframe_weight >= 0.0, "must be >= 0"),
             ("init_std", self.init_std > 0, "must be > 0"),
             ("capacity", self.capacity >= 0, "must be >= 0"),
             ("num_eval_envs", self.num_eval_envs >= 0, "must be >= 0"),
@@ -131,7 +137,8 @@ class Buffer:
     """Aggregated (observation, expert action) rows on the device, filled as a ring.
 
     Attributes:
-      obs: [capacity, obs]; act: [capacity, action]; valid: [capacity] 1 for a real row;
+      obs: [capacity, obs]; act: [capacity, action]; valid: [capacity] 0 for a row never written, else the
+        row's sampling weight (1, or its keyframe weight);
       ptr: [] next row to write; size: [] rows written (at most capacity).
     """
 
@@ -192,12 +199,23 @@ def action_bins(act: jax.Array, num_bins: int = 4096) -> jax.Array:
     return jnp.sum(level * powers, axis=-1) % num_bins
 
 
+def keyframe_weights(labels: jax.Array, first: jax.Array, weight: float) -> jax.Array:
+    """[T, N] row weights of one round's labels [T, N, A]: 1 + weight * min(1, max_a |a_t - a_{t-1}|).
+
+    ``first`` [N, A] is each robot's label before the round's first step (its own first label: change 0).
+    """
+    prev = jnp.concatenate([first[None], labels[:-1]], axis=0)
+    change = jnp.minimum(1.0, jnp.max(jnp.abs(labels - prev), axis=-1))
+    return 1.0 + weight * change
+
+
 def sample_weights(buf: Buffer, balance: float) -> jax.Array:
-    """[capacity] sampling weights: valid rows weigh (rows in their action bin)^-balance; others 0."""
+    """[capacity] sampling weights: each row's stored weight (``valid``: 0 for rows never written, else 1 or its
+    keyframe weight) times (rows in its action bin)^-balance."""
     if balance == 0.0:
         return buf.valid
     bins = action_bins(buf.act)
-    counts = jax.ops.segment_sum(buf.valid, bins, num_segments=4096)
+    counts = jax.ops.segment_sum((buf.valid > 0).astype(jnp.float32), bins, num_segments=4096)
     return buf.valid * jnp.maximum(counts[bins], 1.0) ** (-balance)
 
 
@@ -313,7 +331,11 @@ def _make_collect(cfg: ImitationConfig, env, expert_b: Callable, act: Callable, 
         (s, alive), (obs, labels, valid, used) = jax.lax.scan(body, (s, jnp.ones((cfg.num_envs,), jnp.float32)),
                                                               jax.random.split(k_mix, steps))
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-        buffer = state.buffer.add(flat(obs), flat(labels), flat(valid))
+        weight = valid
+        if cfg.keyframe_weight > 0:
+            # (a round's first step counts as no change: a continued episode's previous label is not kept)
+            weight = valid * keyframe_weights(labels, labels[0], cfg.keyframe_weight)
+        buffer = state.buffer.add(flat(obs), flat(labels), flat(weight))
         norm = state.norm.update(flat(obs)) if norm_on else state.norm
         metrics = summarize_episodes(s.metrics, env_params.econ)
         metrics["expert_fraction"] = jnp.sum(used) / jnp.maximum(jnp.sum(valid), 1.0)
@@ -353,4 +375,4 @@ def _make_fit(cfg: ImitationConfig, loss: Callable, optimizer):
 
 
 __all__ = ["ALGORITHMS", "Buffer", "Imitation", "ImitationConfig", "ImitationState", "action_bins", "bc_loss",
-           "make_imitation", "sample_weights"]
+           "keyframe_weights", "make_imitation", "sample_weights"]

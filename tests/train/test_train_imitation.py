@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from train.config import PPOConfig
-from train.imitation import Buffer, ImitationConfig, action_bins, bc_loss, sample_weights
+from train.imitation import Buffer, ImitationConfig, action_bins, bc_loss, keyframe_weights, sample_weights
 from train.networks import RunningStats, TanhGaussian, make_networks
 from vpjax.schema import ConfigError, parse_section
 
@@ -35,6 +35,21 @@ def test_rarity_weighting_balances_action_bins():
         np.testing.assert_allclose(w[:90].sum() / w[90:100].sum(), ratio, rtol=1e-5)
 
 
+def test_keyframe_weights_mark_the_steps_where_the_expert_changes_its_action():
+    # robot 0: hover, hover, start the descent (z -0.2), descend, close the hand (grip 1 -> -1); robot 1: still
+    z = jnp.array([0.0, 0.0, -0.2, -0.2, -0.2])
+    grip = jnp.array([1.0, 1.0, 1.0, 1.0, -1.0])
+    r0 = jnp.stack([jnp.zeros(5), jnp.zeros(5), z, grip], axis=-1)
+    labels = jnp.stack([r0, jnp.zeros((5, 4))], axis=1)  # [T, N, A]
+    w = np.asarray(jax.jit(keyframe_weights, static_argnums=2)(labels, labels[0], 10.0))
+    np.testing.assert_allclose(w[:, 0], [1.0, 1.0, 3.0, 1.0, 11.0], rtol=1e-6)  # a change of 2 is capped at 1
+    np.testing.assert_allclose(w[:, 1], 1.0)
+    # the stored weights scale the draws; the rarity weighting still counts rows, not weights
+    buf = Buffer.init(12, 1, 4).add(jnp.zeros((10, 1)), labels.reshape(10, 4), jnp.asarray(w.reshape(10)))
+    np.testing.assert_allclose(np.asarray(sample_weights(buf, 0.0))[:10], w.reshape(10), rtol=1e-6)
+    assert np.asarray(sample_weights(buf, 0.0))[10:].sum() == 0.0
+
+
 def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it():
     cfg = PPOConfig(policy_hidden=(16,), value_hidden=(16,))
     net, _ = make_networks(3, 2, cfg.policy_hidden, cfg.value_hidden, cfg.activation)
@@ -52,7 +67,8 @@ def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it():
 
 
 @pytest.mark.parametrize("field,value", [("algorithm", "ppo"), ("rounds", 0), ("beta_schedule", (1.5,)),
-                                         ("balance", -0.1), ("init_std", 0.0), ("lr_decay", 0.0)])
+                                         ("balance", -0.1), ("init_std", 0.0), ("lr_decay", 0.0),
+                                         ("keyframe_weight", -1.0)])
 def test_config_refuses_bad_values_naming_the_key(field, value):
     with pytest.raises(ValueError, match=f"imitation.{field}"):
         ImitationConfig(**{field: value})
