@@ -209,23 +209,27 @@ def plot_rounds(rows: list[dict], expert_parity: float | None, human_mp: float, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["env_steps"] for r in rows]
-    wall = [r["wall_time"] / 60.0 for r in rows]
+    def num(v) -> float:  # a round's value as a float: a round without a held-out evaluation has "" there,
+        return float("nan") if v is None or v == "" else float(v)  # which made matplotlib draw a categorical axis
+
+    steps = [num(r["env_steps"]) for r in rows]
+    wall = [num(r["wall_time"]) / 60.0 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     for ax, x, label in ((axes[0], steps, "env steps"), (axes[1], wall, "wall time (min, compilation included)")):
-        ax.plot(x, [r["productivity_parity"] for r in rows], "-o", ms=3, label="collection rollout (β mix)")
-        held = [(xi, r["eval_productivity_parity"]) for xi, r in zip(x, rows) if r["eval_productivity_parity"] == r["eval_productivity_parity"]]
+        ax.plot(x, [num(r["productivity_parity"]) for r in rows], "-o", ms=3, label="collection rollout (β mix)")
+        held = [(xi, num(r.get("eval_productivity_parity"))) for xi, r in zip(x, rows)]
+        held = [(xi, v) for xi, v in held if v == v]
         if held:
             ax.plot(*zip(*held), "s", ms=7, color="C3", label="held-out evaluation (student alone)")
         if expert_parity is not None:
-            ax.axhline(expert_parity, color="k", lw=0.8, ls="--", label="scripted expert (same held-out scenes)")
+            ax.axhline(num(expert_parity), color="k", lw=0.8, ls="--", label="scripted expert (same held-out scenes)")
         ax.axhline(0.95, color="C2", lw=0.8, ls=":", label="parity target 0.95")
         ax.set_xlabel(label)
         ax.set_ylabel("productivity parity MPᵣ/MPₕ")
         ax.grid(alpha=0.3)
         sec = ax.secondary_yaxis("right", functions=(lambda p: p * human_mp, lambda u: u / human_mp))
         sec.set_ylabel("units / h")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)

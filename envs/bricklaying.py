@@ -57,6 +57,7 @@ BENCH_Z = 0.85
 REST_LIFT = 0.02  # m above resting height that counts as "lifted"
 MORTAR_HEIGHT = 0.12  # m above the bench: top of the mortar zone
 SETTLE_HEIGHT = 0.04  # m: a brick lower than this above its resting height is "down" (flat, on its side or end)
+FINE_SCALE = 0.02  # m: scale of the observation's fine relative positions (tanh(d / FINE_SCALE))
 
 
 def _bricklaying_econ() -> EconParams:
@@ -343,6 +344,12 @@ class Bricklaying(MjxTaskEnv):
                 self.in_mortar(pos).astype(jnp.float32)[:, None],
                 jnp.asarray(self.mortar_center) - pos,
                 slot - pos,
+                # the same relations at millimetre resolution: the work's decisions (descend once within 6 mm
+                # of a brick, set it down within 1 cm of the tub's centre, let go within 8 mm of its target)
+                # are a few mm wide on features that span tens of cm, too fine for a normalized input
+                jnp.tanh(rel.transpose(1, 0, 2).reshape(self.n_bricks, 6) / FINE_SCALE),
+                jnp.tanh((jnp.asarray(self.mortar_center) - pos) / FINE_SCALE),
+                jnp.tanh((slot - pos) / FINE_SCALE),
             ],
             axis=-1,
         )

@@ -18,6 +18,7 @@ CARRY_Z = 1.00  # m, carry height of the grasp point (brick bottom ~10 cm above 
 JOINT_LEAD = 0.02  # m, joint mode: how far ahead of the measured grasp point the IK target runs
 TRAVEL_LIFT = 0.08  # m: a carried brick lower than this above its resting height first goes straight up
 GRASP_ABOVE = 0.01  # m, grasp point above the brick centre (finger tips clear the bench)
+WAIT_LIFT = 0.10  # m above the carry height: where the empty hand waits, over the tub, while a brick mortars
 
 
 class _Layout(NamedTuple):
@@ -48,7 +49,7 @@ def bricklaying_expert(env: Bricklaying):
     """Phase machine for the right arm of :class:`Bricklaying`; returns ``(state, params) -> action``.
 
     Fetch the first pallet brick, grasp it across its width, lift it, set it down in the mortar tub
-    and let go (it dwells there for the mortar time; the hand waits above), pick it up again, carry
+    and let go (it dwells there for the mortar time; the hand waits above, higher than it carries), pick it up again, carry
     it above the first free target of the course, lower it slowly (compensating where the brick
     sits in the hand), let go, rise, repeat. Stateless:
     the phase is read from the state, so it jits, vmaps and scans. Works in ``ee_delta`` mode (any
@@ -162,7 +163,10 @@ def _fetch(lay: _Layout, sc: _Scene) -> tuple[jax.Array, jax.Array, jax.Array]:
     fetch_speed = jnp.where(too_low | ~descending, SPEED, SLOW)
     at_grasp = (xy_err <= 0.01) & (jnp.abs(ee[2] - grasp_pt[2]) < 0.008)
     fetch_grip = jnp.where(at_grasp, -1.0, 1.0)
-    nothing = ~jnp.any(cand)  # nothing to fetch now: wait above the tub
-    wait = jnp.array([mortar[0], mortar[1], CARRY_Z])
+    # nothing to fetch now: wait over the tub, WAIT_LIFT above the carry height. Not at the carry height:
+    # "still, hand open, at carry height right above a brick" then always means "descend", where a hand that
+    # waited there over the mortaring brick for 40 s taught a student to wait above the pallet bricks too
+    nothing = ~jnp.any(cand)
+    wait = jnp.array([mortar[0], mortar[1], CARRY_Z + WAIT_LIFT])
     return (jnp.where(nothing, wait, fetch_goal), jnp.where(nothing, SPEED, fetch_speed),
             jnp.where(nothing, 1.0, fetch_grip))
