@@ -57,6 +57,19 @@ def source_policy_fields(path: Path) -> dict:
     return {k: tuple(ppo[k]) if isinstance(ppo[k], list) else ppo[k] for k in POLICY_FIELDS if k in ppo}
 
 
+def source_env_kwargs(path: Path) -> dict:
+    """The env constructor options (``env_kwargs``) of the run that wrote the policy file ``path``: the
+    environment its observation came from. Empty when no config.json is beside the file; ValueError
+    naming the file when it cannot be read."""
+    conf_path = Path(path).parent / "config.json"
+    if not conf_path.is_file():
+        return {}
+    try:
+        return dict(json.loads(conf_path.read_text()).get("env_kwargs") or {})
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"unreadable env_kwargs in {conf_path} ({e})") from None
+
+
 def _check_source_config(path: Path, cfg) -> None:
     """Refuses a policy whose run (its ``config.json``, when beside it) used another policy network."""
     for k, got in source_policy_fields(path).items():

@@ -68,6 +68,16 @@ def init_policy_fields(spec) -> dict:
         raise SystemExit(f"--init {spec}: {e}") from None
 
 
+def init_env_kwargs(spec) -> dict:
+    """The env options (``env_kwargs``) of the run that wrote ``--init``'s policy; empty without its config.json."""
+    from .policy_file import policy_path, source_env_kwargs
+
+    try:
+        return source_env_kwargs(policy_path(spec))
+    except ValueError as e:
+        raise SystemExit(f"--init {spec}: {e}") from None
+
+
 def units_label(run_config: dict) -> str:
     """The plural of the run's ``config.unit_name`` (dish -> dishes, brick -> bricks), for report headers."""
     unit = (run_config.get("config") or {}).get("unit_name") or "unit"
@@ -127,7 +137,10 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     ppo = ppo.replace(**changes)
     reward_fn = resolve_reward(args.reward)
     size_env = size.env_overrides if args.size == "auto" else {}
-    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **_kv(args.env_arg, "--env-arg")}
+    # with --init the actor continues on the env it was trained on: its run's env options (the observation
+    # depends on them) win over the config's; --env-arg wins over both
+    source_env = init_env_kwargs(args.init) if args.init is not None else {}
+    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **source_env, **_kv(args.env_arg, "--env-arg")}
     env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
     econ = config.econ_params()
     base = env.default_params

@@ -159,3 +159,29 @@ def test_expert_default_settings_bounds_hold_on_sixteen_robots():
     assert np.all((parity >= 0.8) & (parity <= 1.5)), (parity, m["units"])
     assert np.all(e <= 0.05), (e, m["errors"], m["attempts"])
     np.testing.assert_allclose(m["work_seconds"], env.episode_length * env.dt, rtol=1e-6)
+
+
+def test_fine_obs_appends_the_relations_at_millimetre_resolution():
+    """``fine_obs`` adds tanh(d / FINE_SCALE) of each dish's offsets to the hands, the sink and the free slot
+    (12 per dish) after the coarse ones; without it the observation is the one older policies were trained on."""
+    from envs.dishwashing import FINE_SCALE, Dishwashing
+
+    coarse, fine = Dishwashing(), Dishwashing(fine_obs=True)
+    n = coarse.n_dishes
+    assert fine.observation_size == coarse.observation_size + 12 * n
+    key = jax.random.PRNGKey(3)
+    a, b = jax.jit(coarse.reset)(key).obs, jax.jit(fine.reset)(key).obs
+    r = coarse.robot
+    head = len(r.robot_qpos) + len(r.robot_dof) + 6  # q, qd, both grasp points
+    per_coarse = (a.shape[0] - head - 1 - 3) // n  # - time left - the ee target
+    per_fine = per_coarse + 12
+    tail = a.shape[0] - head - n * per_coarse
+    np.testing.assert_array_equal(b[:head], a[:head])
+    np.testing.assert_array_equal(b[b.shape[0] - tail:], a[a.shape[0] - tail:])
+    for i in range(n):
+        c = np.asarray(a[head + i * per_coarse: head + (i + 1) * per_coarse])
+        f = np.asarray(b[head + i * per_fine: head + (i + 1) * per_fine])
+        np.testing.assert_array_equal(f[:per_coarse], c)
+        rel = c[3:9]  # [right xyz, left xyz]: dish - grasp point
+        sink, slot = c[-7:-4], c[-4:-1]  # before the washed flag
+        np.testing.assert_allclose(f[per_coarse:], np.tanh(np.concatenate([rel, sink, slot]) / FINE_SCALE), atol=1e-5)

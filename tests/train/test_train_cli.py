@@ -99,3 +99,23 @@ def test_cli_train_evaluate_resume(tmp_path):
     for x, y in zip(jax.tree.leaves((a["params"]["policy"], a["norm"])), jax.tree.leaves((b["params"]["policy"], b["norm"]))):
         np.testing.assert_array_equal(x, y)
     assert json.loads((warm / "config.json").read_text())["init"] == str(out)
+
+
+def test_init_continues_on_the_env_its_policy_was_trained_on(monkeypatch, tmp_path):
+    """--init takes the env options of the policy's run (they shape its observation) over the config's;
+    --env-arg wins over both."""
+    monkeypatch.chdir(ROOT)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "policy.msgpack").write_bytes(b"")  # resolve only reads the run's config.json
+    (src / "config.json").write_text(json.dumps({"env": "dishwashing", "env_kwargs": {"fine_obs": False}}))
+    fresh = resolve(build_parser().parse_args(["--env", "dishwashing"]))
+    assert fresh[1].fine_obs and fresh[3]["env_kwargs"]["fine_obs"] is True  # configs/dishwashing.yaml
+    _, env, _, conf = resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src)]))
+    assert env.fine_obs is False and conf["env_kwargs"] == {"fine_obs": False}
+    _, env, _, _ = resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src),
+                                                      "--env-arg", "fine_obs=true"]))
+    assert env.fine_obs is True
+    (src / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="--init"):
+        resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src)]))
