@@ -73,6 +73,9 @@ class MjxTaskEnv(FreeObjects):
     """
 
     SHAPING_TERMS: tuple[str, ...] = ()
+    # constructor args that shape the observation or the action: a policy meets only the env it was trained on
+    # (``python -m train --init`` rebuilds the env with its run's values)
+    OBSERVATION_OPTIONS: tuple[str, ...] = ("action_mode", "arms")
     name = "base"
 
     def __init__(

@@ -96,6 +96,7 @@ class Dishwashing(MjxTaskEnv):
     """
 
     SHAPING_TERMS = ("reach", "grasp", "wash", "place")
+    OBSERVATION_OPTIONS = MjxTaskEnv.OBSERVATION_OPTIONS + ("fine_obs",)
     name = "dishwashing"
 
     def __init__(

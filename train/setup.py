@@ -7,6 +7,7 @@ files, applies the command-line overrides and the hardware sizing, and builds th
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,24 @@ def init_env_kwargs(spec) -> dict:
         raise SystemExit(f"--init {spec}: {e}") from None
 
 
+def observation_options(env, source: dict, explicit: dict) -> dict:
+    """``env``'s ``OBSERVATION_OPTIONS`` as the run ``source`` (its ``env_kwargs``) had them, except those set in
+    ``explicit``: the recorded value, else the constructor's default (a run records only what it set)."""
+    out = {}
+    for key in getattr(type(env), "OBSERVATION_OPTIONS", ()):
+        if key in explicit:
+            continue
+        if key in source:
+            out[key] = source[key]
+            continue
+        for cls in type(env).__mro__:  # the default of the first constructor in the hierarchy that names it
+            param = inspect.signature(cls.__init__).parameters.get(key) if "__init__" in vars(cls) else None
+            if param is not None and param.default is not inspect.Parameter.empty:
+                out[key] = param.default
+                break
+    return out
+
+
 def units_label(run_config: dict) -> str:
     """The plural of the run's ``config.unit_name`` (dish -> dishes, brick -> bricks), for report headers."""
     unit = (run_config.get("config") or {}).get("unit_name") or "unit"
@@ -137,11 +156,16 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     ppo = ppo.replace(**changes)
     reward_fn = resolve_reward(args.reward)
     size_env = size.env_overrides if args.size == "auto" else {}
-    # with --init the actor continues on the env it was trained on: its run's env options (the observation
-    # depends on them) win over the config's; --env-arg wins over both
-    source_env = init_env_kwargs(args.init) if args.init is not None else {}
-    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **source_env, **_kv(args.env_arg, "--env-arg")}
+    explicit = _kv(args.env_arg, "--env-arg")
+    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **explicit}
     env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
+    if args.init is not None:
+        # the actor continues on the env it was trained on: the options that shape the observation come from
+        # its run (over the config's; --env-arg still wins)
+        keep = observation_options(env, init_env_kwargs(args.init), explicit)
+        if any(getattr(env, k, v) != v for k, v in keep.items()):
+            env_kwargs.update(keep)
+            env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
     econ = config.econ_params()
     base = env.default_params
     econ = jax_cast_like(econ, base.econ)

@@ -102,19 +102,24 @@ def test_cli_train_evaluate_resume(tmp_path):
 
 
 def test_init_continues_on_the_env_its_policy_was_trained_on(monkeypatch, tmp_path):
-    """--init takes the env options of the policy's run (they shape its observation) over the config's;
-    --env-arg wins over both."""
+    """--init takes the options that shape the observation (``OBSERVATION_OPTIONS``) from the policy's run, over
+    the config's: its recorded value, else the constructor's default; other env options and --env-arg as usual."""
     monkeypatch.chdir(ROOT)
     src = tmp_path / "src"
     src.mkdir()
     (src / "policy.msgpack").write_bytes(b"")  # resolve only reads the run's config.json
-    (src / "config.json").write_text(json.dumps({"env": "dishwashing", "env_kwargs": {"fine_obs": False}}))
-    fresh = resolve(build_parser().parse_args(["--env", "dishwashing"]))
-    assert fresh[1].fine_obs and fresh[3]["env_kwargs"]["fine_obs"] is True  # configs/dishwashing.yaml
-    _, env, _, conf = resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src)]))
-    assert env.fine_obs is False and conf["env_kwargs"] == {"fine_obs": False}
-    _, env, _, _ = resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src),
-                                                      "--env-arg", "fine_obs=true"]))
+
+    def run_of(env_kwargs, *extra):
+        (src / "config.json").write_text(json.dumps({"env": "dishwashing", "env_kwargs": env_kwargs}))
+        return resolve(build_parser().parse_args(["--env", "dishwashing", "--init", str(src), *extra]))
+
+    _, fresh, _, conf = resolve(build_parser().parse_args(["--env", "dishwashing"]))
+    assert fresh.fine_obs is True and conf["env_kwargs"] == {"fine_obs": True}  # configs/dishwashing.yaml
+    _, env, _, _ = run_of({})  # a run from before fine_obs: the constructor's default
+    assert env.fine_obs is False and env.action_mode == "ee_delta"
+    _, env, _, conf = run_of({"fine_obs": True, "episode_length": 25})  # not an observation option: not taken
+    assert env.fine_obs is True and env.episode_length == fresh.episode_length
+    _, env, _, _ = run_of({"fine_obs": False}, "--env-arg", "fine_obs=true")
     assert env.fine_obs is True
     (src / "config.json").write_text("{not json")
     with pytest.raises(SystemExit, match="--init"):
