@@ -157,7 +157,10 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     reward_fn = resolve_reward(args.reward)
     size_env = size.env_overrides if args.size == "auto" else {}
     explicit = _kv(args.env_arg, "--env-arg")
-    env_kwargs = {**size_env, **dict(config.sections.get("env", {})), **explicit}
+    # a task config's env: options are that task's constructor args; an env that only borrows the config
+    # (a MODULE:FACTORY without --config falls back to dishwashing's economics) does not get them
+    borrowed = args.config is None and config_name_for(args.env, None) != args.env
+    env_kwargs = {**size_env, **({} if borrowed else dict(config.sections.get("env", {}))), **explicit}
     env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
     if args.init is not None:
         # the actor continues on the env it was trained on: the options that shape the observation come from
