@@ -52,6 +52,15 @@ ARMS = ("both", "right", "left")
 COUNTERS = ("units", "errors", "attempts")  # the counter deltas a task's ``_task_step`` reports
 
 
+FINE_SCALE = 0.02  # m: scale of the observations' relations at millimetre resolution
+
+
+def fine_relation(d: jax.Array) -> jax.Array:
+    """``tanh(d / FINE_SCALE)``: an offset of a few mm at full scale. The experts' decisions (descend within
+    6-8 mm, close within 1 cm) are that narrow on offsets that span tens of cm, too fine for a normalized input."""
+    return jnp.tanh(d / FINE_SCALE)
+
+
 class MjxTaskEnv(FreeObjects):
     """Base of the vpjax MJX tasks: action modes, physics substeps, economics, guard.
 

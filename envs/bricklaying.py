@@ -47,7 +47,7 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, MjxTaskEnv
+from envs.base import ASSETS, MjxTaskEnv, fine_relation
 from envs.params import DomainRandomization, EnvParams
 from envs.robot import pair_touching
 from vpjax.economics import EconParams
@@ -57,7 +57,6 @@ BENCH_Z = 0.85
 REST_LIFT = 0.02  # m above resting height that counts as "lifted"
 MORTAR_HEIGHT = 0.12  # m above the bench: top of the mortar zone
 SETTLE_HEIGHT = 0.04  # m: a brick lower than this above its resting height is "down" (flat, on its side or end)
-FINE_SCALE = 0.02  # m: scale of the observation's fine relative positions (tanh(d / FINE_SCALE))
 
 
 def _bricklaying_econ() -> EconParams:
@@ -347,9 +346,9 @@ class Bricklaying(MjxTaskEnv):
                 # the same relations at millimetre resolution: the work's decisions (descend once within 6 mm
                 # of a brick, set it down within 1 cm of the tub's centre, let go within 8 mm of its target)
                 # are a few mm wide on features that span tens of cm, too fine for a normalized input
-                jnp.tanh(rel.transpose(1, 0, 2).reshape(self.n_bricks, 6) / FINE_SCALE),
-                jnp.tanh((jnp.asarray(self.mortar_center) - pos) / FINE_SCALE),
-                jnp.tanh((slot - pos) / FINE_SCALE),
+                fine_relation(rel.transpose(1, 0, 2).reshape(self.n_bricks, 6)),
+                fine_relation(jnp.asarray(self.mortar_center) - pos),
+                fine_relation(slot - pos),
             ],
             axis=-1,
         )

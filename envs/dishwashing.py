@@ -40,7 +40,7 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from envs.base import ASSETS, MjxTaskEnv
+from envs.base import ASSETS, MjxTaskEnv, fine_relation
 from envs.params import DomainRandomization, EnvParams
 from envs.robot import pair_touching
 from vpjax.economics import EconParams
@@ -49,7 +49,6 @@ Array = jax.Array
 COUNTER_Z = 0.85
 REST_LIFT = 0.02  # m above resting height that counts as "lifted"
 WASH_HEIGHT = 0.25  # m above the counter: top of the wash zone
-FINE_SCALE = 0.02  # m: scale of the optional fine relative positions (tanh(d / FINE_SCALE))
 
 
 @struct.dataclass
@@ -88,7 +87,7 @@ class Dishwashing(MjxTaskEnv):
       episode_seconds: episode duration in simulated seconds (used unless ``episode_length``).
       episode_length: control steps per episode (overrides ``episode_seconds``).
       fine_obs: append each dish's relations to the hands, the sink and the free slot a second time at
-        millimetre resolution (tanh(d / FINE_SCALE)), as bricklaying does. Off by default so that policies
+        millimetre resolution (:func:`envs.base.fine_relation`), as bricklaying does. Off by default so that policies
         trained without them keep loading; `configs/dishwashing.yaml` turns it on for new runs (a run's
         ``env_kwargs`` in config.json records which one it was trained with).
       **kw: :class:`envs.base.MjxTaskEnv` constructor args (action_mode, arms, n_substeps,
@@ -248,9 +247,9 @@ class Dishwashing(MjxTaskEnv):
         if self.fine_obs:  # the expert's switches (descend within 8 mm, close within 1.2 cm, rack within 3 cm)
             per_dish = jnp.concatenate([
                 per_dish,
-                jnp.tanh(rel.transpose(1, 0, 2).reshape(self.n_dishes, 6) / FINE_SCALE),
-                jnp.tanh((jnp.asarray(self.sink_center) - pos) / FINE_SCALE),
-                jnp.tanh((jnp.asarray(self.slots)[free] - pos) / FINE_SCALE),
+                fine_relation(rel.transpose(1, 0, 2).reshape(self.n_dishes, 6)),
+                fine_relation(jnp.asarray(self.sink_center) - pos),
+                fine_relation(jnp.asarray(self.slots)[free] - pos),
             ], axis=-1)
         time_left = 1.0 - info["t"].astype(jnp.float32) / self.episode_length
         return jnp.concatenate(

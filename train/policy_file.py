@@ -41,19 +41,27 @@ def policy_path(spec: str | Path) -> Path:
     return path
 
 
+def _source_config(path: Path) -> dict:
+    """The config.json beside the policy file ``path`` ({} when there is none); ValueError naming it when unreadable."""
+    conf_path = Path(path).parent / "config.json"
+    if not conf_path.is_file():
+        return {}
+    try:
+        conf = json.loads(conf_path.read_text())
+    except ValueError as e:
+        raise ValueError(f"unreadable {conf_path} ({e})") from None
+    if not isinstance(conf, dict):
+        raise ValueError(f"unreadable {conf_path} (not a JSON object)")
+    return conf
+
+
 def source_policy_fields(path: Path) -> dict:
     """The :data:`POLICY_FIELDS` of the run that wrote the policy file ``path`` (its ``config.json``).
 
     Empty when no config.json is beside the file; JSON lists come back as tuples. ValueError naming
     the file when the config.json cannot be read.
     """
-    conf_path = Path(path).parent / "config.json"
-    if not conf_path.is_file():
-        return {}
-    try:
-        ppo = json.loads(conf_path.read_text()).get("ppo") or {}
-    except ValueError as e:
-        raise ValueError(f"unreadable {conf_path} ({e})") from None
+    ppo = _source_config(path).get("ppo") or {}
     return {k: tuple(ppo[k]) if isinstance(ppo[k], list) else ppo[k] for k in POLICY_FIELDS if k in ppo}
 
 
@@ -61,13 +69,7 @@ def source_env_kwargs(path: Path) -> dict:
     """The env constructor options (``env_kwargs``) of the run that wrote the policy file ``path``: the
     environment its observation came from. Empty when no config.json is beside the file; ValueError
     naming the file when it cannot be read."""
-    conf_path = Path(path).parent / "config.json"
-    if not conf_path.is_file():
-        return {}
-    try:
-        return dict(json.loads(conf_path.read_text()).get("env_kwargs") or {})
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"unreadable env_kwargs in {conf_path} ({e})") from None
+    return dict(_source_config(path).get("env_kwargs") or {})
 
 
 def _check_source_config(path: Path, cfg) -> None:

@@ -55,28 +55,32 @@ def config_name_for(env: str, explicit: str | None) -> str:
     return env if (":" not in env and (Path(CONFIG_DIR) / f"{env}.yaml").is_file()) else "dishwashing"
 
 
+def _from_init_run(spec, read) -> Any:
+    """``read(policy file)`` for ``--init spec``; its ValueError becomes one line naming ``--init``."""
+    from .policy_file import policy_path
+
+    try:
+        return read(policy_path(spec))
+    except ValueError as e:
+        raise SystemExit(f"--init {spec}: {e}") from None
+
+
 def init_policy_fields(spec) -> dict:
     """The policy-network fields (``policy_file.POLICY_FIELDS``) of the run that wrote ``--init``'s policy.
 
     Empty when the policy file has no config.json beside it (the run's own fields are then checked
     against the file's array shapes when it is loaded).
     """
-    from .policy_file import policy_path, source_policy_fields
+    from .policy_file import source_policy_fields
 
-    try:
-        return source_policy_fields(policy_path(spec))
-    except ValueError as e:
-        raise SystemExit(f"--init {spec}: {e}") from None
+    return _from_init_run(spec, source_policy_fields)
 
 
 def init_env_kwargs(spec) -> dict:
     """The env options (``env_kwargs``) of the run that wrote ``--init``'s policy; empty without its config.json."""
-    from .policy_file import policy_path, source_env_kwargs
+    from .policy_file import source_env_kwargs
 
-    try:
-        return source_env_kwargs(policy_path(spec))
-    except ValueError as e:
-        raise SystemExit(f"--init {spec}: {e}") from None
+    return _from_init_run(spec, source_env_kwargs)
 
 
 def observation_options(env, source: dict, explicit: dict) -> dict:
@@ -115,7 +119,8 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
         overrides["reward.alpha_schedule"] = args.alpha_anneal
     if args.no_alpha_anneal:
         overrides["reward.alpha_schedule"] = "constant"
-    config = load_config(config_name_for(args.env, args.config), overrides)
+    config_name = config_name_for(args.env, args.config)
+    config = load_config(config_name, overrides)
     ppo = config.section(PPOConfig, "ppo")
     changes: dict[str, Any] = {}
     size_note = None
@@ -159,7 +164,7 @@ def resolve(args) -> tuple[PPOConfig, Any, Any, dict]:
     explicit = _kv(args.env_arg, "--env-arg")
     # a task config's env: options are that task's constructor args; an env that only borrows the config
     # (a MODULE:FACTORY without --config falls back to dishwashing's economics) does not get them
-    borrowed = args.config is None and config_name_for(args.env, None) != args.env
+    borrowed = args.config is None and config_name != args.env
     env_kwargs = {**size_env, **({} if borrowed else dict(config.sections.get("env", {}))), **explicit}
     env = make_env(args.env, reward_fn=reward_fn, **env_kwargs)
     if args.init is not None:

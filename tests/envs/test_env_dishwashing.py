@@ -164,7 +164,8 @@ def test_expert_default_settings_bounds_hold_on_sixteen_robots():
 def test_fine_obs_appends_the_relations_at_millimetre_resolution():
     """``fine_obs`` adds tanh(d / FINE_SCALE) of each dish's offsets to the hands, the sink and the free slot
     (12 per dish) after the coarse ones; without it the observation is the one older policies were trained on."""
-    from envs.dishwashing import FINE_SCALE, Dishwashing
+    from envs.base import FINE_SCALE
+    from envs.dishwashing import Dishwashing
 
     coarse, fine = Dishwashing(), Dishwashing(fine_obs=True)
     n = coarse.n_dishes
