@@ -270,8 +270,9 @@ def dagger_route(args, argv) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in ("config.json", "policy.msgpack", "training_metrics.csv", "summary.json"):
-        shutil.copy(work / name, out / name)
+    for name in ("config.json", "policy.msgpack", "training_metrics.csv", "summary.json", "selection.json"):
+        if (work / name).is_file():  # selection.json: only a select=best run has it
+            shutil.copy(work / name, out / name)
     shutil.rmtree(work)
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
@@ -288,13 +289,21 @@ def dagger_route(args, argv) -> int:
              f"Adam {icfg.learning_rate} x {icfg.lr_decay}/round; student = PPO policy {ppo.policy_hidden} "
              f"{ppo.activation}; episode {env.episode_length} steps x {env.dt:g} s, domain randomization on",
              f"- evaluation: {icfg.num_eval_envs} held-out robots (scenes no round collected on), deterministic, one whole "
-             "episode each; the scripted expert on the same scenes", "",
-             "| round | β | MPᵣ /h (collection) | e | prod. parity | BC MSE | env steps | wall s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "episode each; the scripted expert on the same scenes"]
+    if result.selected_round:
+        lines.append(f"- selection (`imitation.select=best`): the student of round {result.selected_round} had the "
+                     f"highest MPᵣ on the {icfg.num_eval_envs} validation scenes (evaluated every {icfg.eval_every} "
+                     f"rounds: {result.validation_eval['mp']:.1f}/h there); the table below is that student on "
+                     f"{icfg.num_eval_envs} other test scenes, which the choice never saw")
+    lines += ["", "| round | β | MPᵣ /h (collection) | e | prod. parity | BC MSE | held-out MPᵣ /h | env steps | wall s |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result.rows:
+        held = r.get("eval_MP_r")
+        held = f"{held:.1f}" if isinstance(held, (int, float)) and held == held else ""
         lines.append(f"| {int(r['iteration'])} | {r['dagger_beta']:.2f} | {r['MP_r']:.1f} | {r['e_t']:.3f} | "
-                     f"{r['productivity_parity']:.2f} | {r['bc_mse']:.4f} | {int(r['env_steps']):,} | {r['wall_time']:.0f} |")
-    lines += ["", "| held-out evaluation | MPᵣ /h | e | ŵᵣ $/h | prod. parity | wage parity | success |",
+                     f"{r['productivity_parity']:.2f} | {r['bc_mse']:.4f} | {held} | {int(r['env_steps']):,} | "
+                     f"{r['wall_time']:.0f} |")
+    lines += ["", f"| {'test scenes' if result.selected_round else 'held-out evaluation'} | MPᵣ /h | e | ŵᵣ $/h | prod. parity | wage parity | success |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for name, d in (("student (alone)", ev), ("scripted expert", ex)):
         if d:

@@ -40,6 +40,7 @@ from .acting import evaluate_actor, hold_finished, summarize_episodes
 from .networks import RunningStats, TanhGaussian, make_networks
 
 ALGORITHMS = ("dagger", "bc")
+SELECT = ("last", "best")  # which round's student a run exports (ImitationConfig.select)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,10 @@ class ImitationConfig:
       capacity: buffer rows (0 = every row of every round).
       num_eval_envs: held-out robots of the final evaluation (and of each ``eval_every`` evaluation).
       eval_every: evaluate on the held-out scenes every this many rounds (0 = after the last round only).
+      select: which round's student the run exports: "last", or "best": the one with the highest MPᵣ on the
+        held-out (validation) scenes among the ``eval_every`` evaluations (ties: the lower error rate), then
+        reported on separate test scenes that selection never saw. A DAgger student's result swings between
+        rounds; early stopping on a validation set keeps the good one.
       seed: PRNG seed of the run.
     """
 
@@ -88,6 +93,7 @@ class ImitationConfig:
     capacity: int = 0
     num_eval_envs: int = 16
     eval_every: int = 0
+    select: str = "last"
     seed: int = 0
 
     def __post_init__(self):
@@ -108,6 +114,9 @@ class ImitationConfig:
             ("capacity", self.capacity >= 0, "must be >= 0"),
             ("num_eval_envs", self.num_eval_envs >= 0, "must be >= 0"),
             ("eval_every", self.eval_every >= 0, "must be >= 0"),
+            ("select", self.select in SELECT, f"one of {', '.join(SELECT)}"),
+            ("select", self.select == "last" or self.num_eval_envs > 0,
+             "best needs held-out evaluations (num_eval_envs > 0)"),
         ]
         for name, ok, rule in checks:
             if not ok:

@@ -27,7 +27,7 @@ from .acting import curriculum_end
 from .imitation import Buffer, ImitationConfig, make_imitation
 from .members import econ_to_dict
 from .metrics_log import CSV_COLUMNS, append_rows, csv_columns, truncate_csv
-from .policy_file import export_policy
+from .policy_file import export_policy, load_policy
 
 IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
 COLUMNS = CSV_COLUMNS + IMITATION_COLUMNS  # training_metrics.csv of an imitation run
@@ -50,6 +50,24 @@ class ImitationResult:
     wall_time: float = 0.0
     resumed_from: int | None = None
     stopped: str = "finished"
+    selected_round: int | None = None  # select="best": the exported student's round (final_eval: the test scenes)
+    validation_eval: dict | None = None  # select="best": that student on the validation scenes
+
+
+def _score(ev: dict) -> tuple[float, float]:
+    """Order of students under select="best": MPᵣ, then the lower error rate."""
+    return ev["mp"], -ev["error_rate"]
+
+
+def _load_best(out: Path, state) -> tuple[dict, Any, Any] | None:
+    """A resumed select="best" run's best student so far: (its selection.json, params, norm), or None."""
+    sel_path, pol_path = out / "selection.json", out / "policy_best.msgpack"
+    if not (sel_path.is_file() and pol_path.is_file()):
+        return None
+    sel = json.loads(sel_path.read_text())
+    tree = load_policy(pol_path, {"params": _member_axis(state.params), "norm": _member_axis(state.norm)})
+    first = jax.tree.map(lambda x: jnp.asarray(x)[0], tree)
+    return sel, first["params"], first["norm"]
 
 
 def _floats(d: dict) -> dict:
@@ -151,6 +169,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     im = make_imitation(cfg, ppo_cfg, env, expert)
     base_key = jax.random.PRNGKey(cfg.seed)
     eval_key = jax.random.fold_in(base_key, 1)  # held-out scenes: a key path training never draws from
+    test_key = jax.random.fold_in(base_key, 2)  # select="best": the chosen student's report, unseen by the choice
     state = jax.jit(im.init)(jax.random.fold_in(base_key, 0))
     judge = curriculum_end(env_params)
     out = Path(out_dir) if out_dir is not None else None
@@ -163,6 +182,7 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
     result = ImitationResult(state=state, resumed_from=resumed_from)
+    best = _load_best(out, state) if (out and resume and cfg.select == "best") else None  # (selection, params, norm)
     steps_per_round = cfg.num_envs * im.rollout_steps
     for r in range(start, cfg.rounds):
         t0 = time.time()
@@ -182,6 +202,13 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
                    wall, env_params.econ, int(jax.device_get(state.buffer.size)), columns)
         result.rows.append(row)
         result.final_eval = ev if last else None
+        if ev is not None and cfg.select == "best" and (best is None or _score(ev) > _score(best[0]["eval"])):
+            # host copies: the next round's jitted collect donates the state's buffers
+            best = ({"round": r + 1, "eval": ev}, jax.device_get(state.params), jax.device_get(state.norm))
+            if out:
+                export_policy(out / "policy_best.msgpack", state.replace(params=_member_axis(state.params),
+                                                                         norm=_member_axis(state.norm)))
+                write_json(out / "selection.json", best[0])
         if out:
             append_rows(out / "training_metrics.csv", [row], columns)
             ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
@@ -189,6 +216,8 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
                                                                 norm=_member_axis(state.norm)))
         if progress:
             ev_txt = f"  held-out prod {ev['productivity_parity']:.2f}" if ev else ""
+            if ev and best and best[0]["round"] == r + 1:
+                ev_txt += " (best)"
             log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student' if beta <= 0 else 'mixed'} "
                 f"MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  prod {col['productivity_parity']:.2f}  "
                 f"bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{ev_txt}  {wall:.0f} s")
@@ -200,7 +229,17 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
             break
     result.rounds = start + len(result.rows)
     result.env_steps = result.rounds * steps_per_round
-    if result.final_eval is not None:
+    if result.final_eval is not None and cfg.select == "best":
+        result.selected_round, result.validation_eval = best[0]["round"], best[0]["eval"]
+        result.final_eval = _floats(evaluate(best[1], best[2], test_key, judge))
+        result.expert_eval = _floats(jax.jit(im.evaluate_expert)(test_key, judge))
+        if out:  # the run's policy is the chosen student (the checkpoints keep the last round's, for resume)
+            export_policy(out / "policy.msgpack", state.replace(params=_member_axis(best[1]),
+                                                                norm=_member_axis(best[2])))
+        if progress:
+            log(f"selected round {result.selected_round}'s student (validation MPᵣ "
+                f"{result.validation_eval['mp']:.1f}/h); reported on {cfg.num_eval_envs} test scenes")
+    elif result.final_eval is not None:
         result.expert_eval = _floats(jax.jit(im.evaluate_expert)(eval_key, judge))
     result.state = state
     result.wall_time = wall_before + time.time() - t_start
@@ -208,7 +247,9 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
         write_json(out / "summary.json", {
             "algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
             "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
-            "held_out_eval": result.final_eval, "expert_eval": result.expert_eval, "num_eval_envs": cfg.num_eval_envs})
+            "held_out_eval": result.final_eval, "expert_eval": result.expert_eval, "num_eval_envs": cfg.num_eval_envs,
+            "select": cfg.select, "selected_round": result.selected_round,
+            "validation_eval": result.validation_eval})
     return result
 
 
@@ -224,8 +265,9 @@ def print_comparison(result: ImitationResult, unit: str = "units", console=None)
 
     if not result.final_eval:
         return
+    chosen = f", round {result.selected_round}'s student, test scenes" if result.selected_round else ""
     t = Table(title=f"held-out evaluation ({result.rounds} rounds, {result.env_steps:,} env steps, "
-                    f"{result.wall_time:.0f} s)")
+                    f"{result.wall_time:.0f} s{chosen})")
     for c in ("policy", f"MPᵣ {unit}/h", "e", "ŵᵣ $/h", "prod. parity", "wage parity", "success"):
         t.add_column(c, justify="right")
     for name, ev in (("student", result.final_eval), ("expert", result.expert_eval)):

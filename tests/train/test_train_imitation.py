@@ -158,3 +158,57 @@ def test_collection_continues_unfinished_episodes_across_rounds():
     assert valid[0].all() and valid[2].all() and valid[1].all()
     # round 2's first rows continue round 1's scenes: not the fresh scenes round 3 starts from
     assert not np.allclose(rows[1, 0], rows[2, 0])
+
+
+def test_select_best_exports_the_validation_winner_reported_on_unseen_test_scenes(tmp_path):
+    """select="best": the run's policy is the round with the highest held-out MPᵣ (the same student an
+    uninterrupted run of that many rounds ends with), reported on other scenes; a resumed run chooses the same."""
+    import json
+
+    from envs.point import PointDeliver, expert
+    from train.imitation import make_imitation
+    from train.imitation_run import run_imitation
+    from train.policy_file import load_policy
+
+    env = PointDeliver(episode_length=40)
+    ppo_cfg = PPOConfig(policy_hidden=(32, 32), value_hidden=(8,))
+    teacher = lambda s, p: expert(s, jax.random.PRNGKey(0), p)  # noqa: E731
+    cfg = ImitationConfig(rounds=5, num_envs=8, beta_schedule=(1.0, 0.0), sgd_steps=600, batch_size=64, balance=0.0,
+                          num_eval_envs=8, eval_every=1, select="best", seed=5)
+    result = run_imitation(cfg, ppo_cfg, env, env.default_params, teacher, out_dir=tmp_path / "full", progress=False)
+    scores = [(r["eval_MP_r"], -r["eval_e_t"]) for r in result.rows]
+    assert len(set(scores)) > 1, scores  # the students differ: there is a choice to make
+    chosen = scores.index(max(scores)) + 1  # the first of equal scores
+    sel = json.loads((tmp_path / "full" / "selection.json").read_text())
+    assert sel["round"] == result.selected_round == chosen
+    assert sel["eval"]["mp"] == pytest.approx(result.rows[chosen - 1]["eval_MP_r"])
+    policy = (tmp_path / "full" / "policy.msgpack").read_bytes()
+    assert policy == (tmp_path / "full" / "policy_best.msgpack").read_bytes()
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["selected_round"] == chosen and summary["held_out_eval"] == result.final_eval
+
+    # the same student as a plain run that stops at the chosen round, and its report is on the test scenes
+    plain = run_imitation(cfg.replace(rounds=chosen, select="last"), ppo_cfg, env, env.default_params, teacher,
+                          out_dir=tmp_path / "plain", progress=False)
+    assert (tmp_path / "plain" / "policy.msgpack").read_bytes() == policy
+    im = make_imitation(cfg, ppo_cfg, env, teacher)
+    tree = load_policy(tmp_path / "full" / "policy.msgpack",
+                       {"params": jax.tree.map(lambda x: x[None], plain.state.params),
+                        "norm": jax.tree.map(lambda x: x[None], plain.state.norm)})
+    test_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2)
+    on_test = jax.device_get(jax.jit(im.evaluate)(*jax.tree.map(lambda x: x[0], (tree["params"], tree["norm"])),
+                                                  test_key, env.default_params))
+    assert result.final_eval["mp"] == pytest.approx(float(on_test["mp"]))
+
+    # killed after 2 rounds and resumed: the same choice and the same exported policy
+    run_imitation(cfg, ppo_cfg, env, env.default_params, teacher, out_dir=tmp_path / "cut", progress=False,
+                  max_rounds=2)
+    resumed = run_imitation(cfg, ppo_cfg, env, env.default_params, teacher, out_dir=tmp_path / "cut", resume=True,
+                            progress=False)
+    assert resumed.selected_round == chosen
+    assert (tmp_path / "cut" / "policy.msgpack").read_bytes() == policy
+
+    with pytest.raises(ValueError, match="imitation.select"):
+        ImitationConfig(select="first")
+    with pytest.raises(ValueError, match="imitation.select"):
+        ImitationConfig(select="best", num_eval_envs=0)
