@@ -54,20 +54,35 @@ class ImitationResult:
     validation_eval: dict | None = None  # select="best": that student on the validation scenes
 
 
-def _score(ev: dict) -> tuple[float, float]:
-    """Order of students under select="best": MPᵣ, then the lower error rate."""
-    return ev["mp"], -ev["error_rate"]
+class _Best:
+    """select="best": the best student so far, in memory (host copies: the next round's jitted collect donates the
+    state's buffers) and in the run folder (``policy_best.msgpack`` + ``selection.json``) for ``--resume``."""
 
+    def __init__(self, out: Path | None, state, resume: bool):
+        self.out, self.round, self.eval, self.params, self.norm = out, None, None, None, None
+        sel_path, pol_path = (out / "selection.json", out / "policy_best.msgpack") if out else (None, None)
+        if resume and out and sel_path.is_file() and pol_path.is_file():
+            sel = json.loads(sel_path.read_text())
+            tree = load_policy(pol_path, {"params": _member_axis(state.params), "norm": _member_axis(state.norm)})
+            first = jax.tree.map(lambda x: np.asarray(x)[0], tree)
+            self.round, self.eval, self.params, self.norm = sel["round"], sel["eval"], first["params"], first["norm"]
 
-def _load_best(out: Path, state) -> tuple[dict, Any, Any] | None:
-    """A resumed select="best" run's best student so far: (its selection.json, params, norm), or None."""
-    sel_path, pol_path = out / "selection.json", out / "policy_best.msgpack"
-    if not (sel_path.is_file() and pol_path.is_file()):
-        return None
-    sel = json.loads(sel_path.read_text())
-    tree = load_policy(pol_path, {"params": _member_axis(state.params), "norm": _member_axis(state.norm)})
-    first = jax.tree.map(lambda x: jnp.asarray(x)[0], tree)
-    return sel, first["params"], first["norm"]
+    @staticmethod
+    def score(ev: dict) -> tuple[float, float]:
+        """The order of students: MPᵣ, then the lower error rate (the first of equals stays)."""
+        return ev["mp"], -ev["error_rate"]
+
+    def offer(self, round_number: int, ev: dict, state) -> None:
+        if self.eval is not None and self.score(ev) <= self.score(self.eval):
+            return
+        self.round, self.eval = round_number, ev
+        self.params, self.norm = jax.device_get(state.params), jax.device_get(state.norm)
+        if self.out:
+            self.export(self.out / "policy_best.msgpack", state)
+            write_json(self.out / "selection.json", {"round": round_number, "eval": ev})
+
+    def export(self, path: Path, state) -> None:
+        export_policy(path, state.replace(params=_member_axis(self.params), norm=_member_axis(self.norm)))
 
 
 def _floats(d: dict) -> dict:
@@ -182,15 +197,14 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
     fit = jax.jit(im.fit, donate_argnums=0)
     evaluate = jax.jit(im.evaluate)
     result = ImitationResult(state=state, resumed_from=resumed_from)
-    best = _load_best(out, state) if (out and resume and cfg.select == "best") else None  # (selection, params, norm)
+    best = _Best(out, state, resume) if cfg.select == "best" else None
     steps_per_round = cfg.num_envs * im.rollout_steps
     for r in range(start, cfg.rounds):
         t0 = time.time()
         beta = cfg.beta(r)
         lr = cfg.learning_rate * cfg.lr_decay**r
         state, col = collect(state, jnp.float32(beta), env_params)
-        col = _floats(col)
-        t_col = time.time() - t0
+        col, t_col = _floats(col), time.time() - t0
         state, fit_m = fit(state, jnp.float32(lr))
         fit_m = _floats(fit_m)
         last = r + 1 == cfg.rounds
@@ -202,25 +216,12 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
                    wall, env_params.econ, int(jax.device_get(state.buffer.size)), columns)
         result.rows.append(row)
         result.final_eval = ev if last else None
-        if ev is not None and cfg.select == "best" and (best is None or _score(ev) > _score(best[0]["eval"])):
-            # host copies: the next round's jitted collect donates the state's buffers
-            best = ({"round": r + 1, "eval": ev}, jax.device_get(state.params), jax.device_get(state.norm))
-            if out:
-                export_policy(out / "policy_best.msgpack", state.replace(params=_member_axis(state.params),
-                                                                         norm=_member_axis(state.norm)))
-                write_json(out / "selection.json", best[0])
+        if ev is not None and best:
+            best.offer(r + 1, ev, state)
         if out:
-            append_rows(out / "training_metrics.csv", [row], columns)
-            ckpt.save(out / "checkpoints", r + 1, state, {"wall_time": wall}, keep=2)
-            export_policy(out / "policy.msgpack", state.replace(params=_member_axis(state.params),
-                                                                norm=_member_axis(state.norm)))
+            _save_round(out, r + 1, row, columns, state, wall)
         if progress:
-            ev_txt = f"  held-out prod {ev['productivity_parity']:.2f}" if ev else ""
-            if ev and best and best[0]["round"] == r + 1:
-                ev_txt += " (best)"
-            log(f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {'expert' if beta >= 1 else 'student' if beta <= 0 else 'mixed'} "
-                f"MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  prod {col['productivity_parity']:.2f}  "
-                f"bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{ev_txt}  {wall:.0f} s")
+            log(_progress_line(cfg, r, beta, col, fit_m, ev, ev is not None and best and best.round == r + 1, wall))
         if not last and minutes is not None and (time.time() - t_start) / 60.0 >= minutes:
             result.stopped = "time budget"
         elif not last and max_rounds is not None and r + 1 - start >= max_rounds:
@@ -229,16 +230,8 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
             break
     result.rounds = start + len(result.rows)
     result.env_steps = result.rounds * steps_per_round
-    if result.final_eval is not None and cfg.select == "best":
-        result.selected_round, result.validation_eval = best[0]["round"], best[0]["eval"]
-        result.final_eval = _floats(evaluate(best[1], best[2], test_key, judge))
-        result.expert_eval = _floats(jax.jit(im.evaluate_expert)(test_key, judge))
-        if out:  # the run's policy is the chosen student (the checkpoints keep the last round's, for resume)
-            export_policy(out / "policy.msgpack", state.replace(params=_member_axis(best[1]),
-                                                                norm=_member_axis(best[2])))
-        if progress:
-            log(f"selected round {result.selected_round}'s student (validation MPᵣ "
-                f"{result.validation_eval['mp']:.1f}/h); reported on {cfg.num_eval_envs} test scenes")
+    if result.final_eval is not None and best:
+        _report_best(result, best, im, evaluate, test_key, judge, out, state, log if progress else None)
     elif result.final_eval is not None:
         result.expert_eval = _floats(jax.jit(im.evaluate_expert)(eval_key, judge))
     result.state = state
@@ -248,9 +241,37 @@ def run_imitation(cfg: ImitationConfig, ppo_cfg, env, env_params, expert, *, out
             "algorithm": cfg.algorithm, "rounds": result.rounds, "env_steps": result.env_steps,
             "wall_time": result.wall_time, "stopped": result.stopped, "resumed_from": resumed_from,
             "held_out_eval": result.final_eval, "expert_eval": result.expert_eval, "num_eval_envs": cfg.num_eval_envs,
-            "select": cfg.select, "selected_round": result.selected_round,
-            "validation_eval": result.validation_eval})
+            "select": cfg.select, "selected_round": result.selected_round, "validation_eval": result.validation_eval})
     return result
+
+
+def _report_best(result: ImitationResult, best: _Best, im, evaluate, test_key, judge, out: Path | None, state,
+                 log) -> None:
+    """select="best": the chosen student and the expert on the test scenes; the run's policy is that student
+    (the checkpoints keep the last round's, for resume)."""
+    result.selected_round, result.validation_eval = best.round, best.eval
+    result.final_eval = _floats(evaluate(best.params, best.norm, test_key, judge))
+    result.expert_eval = _floats(jax.jit(im.evaluate_expert)(test_key, judge))
+    if out:
+        best.export(out / "policy.msgpack", state)
+    if log:
+        log(f"selected round {best.round}'s student (validation MPᵣ {best.eval['mp']:.1f}/h; "
+            f"on the test scenes {result.final_eval['mp']:.1f}/h, the expert {result.expert_eval['mp']:.1f}/h)")
+
+
+def _save_round(out: Path, round_number: int, row: dict, columns: list, state, wall: float) -> None:
+    """A round's CSV row, checkpoint (the whole state, for resume) and policy file."""
+    append_rows(out / "training_metrics.csv", [row], columns)
+    ckpt.save(out / "checkpoints", round_number, state, {"wall_time": wall}, keep=2)
+    export_policy(out / "policy.msgpack", state.replace(params=_member_axis(state.params), norm=_member_axis(state.norm)))
+
+
+def _progress_line(cfg: ImitationConfig, r: int, beta: float, col: dict, fit_m: dict, ev: dict | None, is_best: bool,
+                   wall: float) -> str:
+    who = "expert" if beta >= 1 else "student" if beta <= 0 else "mixed"
+    held = f"  held-out prod {ev['productivity_parity']:.2f}{' (best)' if is_best else ''}" if ev else ""
+    return (f"round {r + 1}/{cfg.rounds}  β {beta:.2f}  {who} MPᵣ {col['mp']:.1f}/h  e {col['error_rate']:.3f}  "
+            f"prod {col['productivity_parity']:.2f}  bc_mse {fit_m.get('bc_mse', float('nan')):.4f}{held}  {wall:.0f} s")
 
 
 def _member_axis(tree):
