@@ -37,6 +37,12 @@ step() {  # step NAME SECONDS COMMAND...
 # throughput, then the valuation rerun.
 step learn_dagger "${DAGGER_SECS:-330}" python3 benchmarks/learn_dishwashing.py --route dagger --env dishwashing \
   --rounds "${DAGGER_ROUNDS:-6}" --results "$OUT" --policy-out "$OUT/policy_dishwashing"
+# bricklaying's DAgger (bricks/h against its expert) when a session has the time: BRICK_SECS=330
+if [ "${BRICK_SECS:-0}" -gt 0 ]; then
+  step learn_dagger_bricklaying "$BRICK_SECS" python3 benchmarks/learn_dishwashing.py --route dagger --env bricklaying \
+    --rounds "${DAGGER_ROUNDS:-6}" --set imitation.sgd_steps=8000 --set imitation.lr_decay=0.9 \
+    --set imitation.keyframe_weight=10 --results "$OUT" --policy-out "$OUT/policy_bricklaying"
+fi
 step learn_dishwashing "${LEARN_SECS:-200}" python3 benchmarks/learn_dishwashing.py \
   --minutes "${LEARN_MINUTES:-2.5}" --num-envs "${LEARN_ENVS:-4096}" --results "$OUT" --policy-out "$OUT/learn_policy"
 # each batch size takes ~80 s with its compiles (add 1024 and --compare-fresh when time allows)
