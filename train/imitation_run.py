@@ -29,7 +29,7 @@ from .members import econ_to_dict
 from .metrics_log import CSV_COLUMNS, append_rows, csv_columns, truncate_csv
 from .policy_file import export_policy, load_policy
 
-IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_std", "buffer_rows", "learning_rate"]
+IMITATION_COLUMNS = ["dagger_beta", "expert_fraction", "bc_mse", "bc_l1", "bc_std", "buffer_rows", "learning_rate"]
 COLUMNS = CSV_COLUMNS + IMITATION_COLUMNS  # training_metrics.csv of an imitation run
 _ECON = {"MP_r": "mp", "e_t": "error_rate", "w_hat_r": "implied_wage", "wage_parity": "wage_parity",
          "productivity_parity": "productivity_parity", "reward_total": "reward_episode", "reward_mp": "reward_mp",
@@ -97,7 +97,8 @@ def _row(cfg: ImitationConfig, r: int, beta: float, lr: float, col: dict, fit: d
     row.update(episode=float(r + 1), alpha=float(econ.alpha_final), beta=float(econ.beta), gamma=float(econ.gamma_final),
                env_steps=env_steps, steps_per_sec=round(sps, 1), wall_time=round(wall, 2), member=0, seed=cfg.seed,
                iteration=r + 1, episodes_done=cfg.num_envs, stats_iteration=r + 1, dagger_beta=beta,
-               expert_fraction=col["expert_fraction"], bc_mse=fit.get("bc_mse", ""), bc_std=fit.get("bc_std", ""),
+               expert_fraction=col["expert_fraction"], bc_mse=fit.get("bc_mse", ""), bc_l1=fit.get("bc_l1", ""),
+               bc_std=fit.get("bc_std", ""),
                buffer_rows=buffer_rows, learning_rate=lr)
     if ev is not None:
         row.update({k: ev[v] for k, v in _EVAL.items()})

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from train.config import PPOConfig
@@ -50,7 +51,8 @@ def test_keyframe_weights_mark_the_steps_where_the_expert_changes_its_action():
     assert np.asarray(sample_weights(buf, 0.0))[10:].sum() == 0.0
 
 
-def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it():
+@pytest.mark.parametrize("kind", ["mse", "l1"])
+def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it(kind):
     cfg = PPOConfig(policy_hidden=(16,), value_hidden=(16,))
     net, _ = make_networks(3, 2, cfg.policy_hidden, cfg.value_hidden, cfg.activation)
     dist = TanhGaussian(cfg.min_std)
@@ -58,17 +60,47 @@ def test_bc_loss_is_zero_at_the_expert_and_trains_toward_it():
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
     target = jnp.tanh(obs[:, :2])
     norm = RunningStats.init(3).update(obs)
-    loss = jax.jit(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1)[0])
-    grad = jax.jit(jax.grad(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1)[0]))
+    loss = jax.jit(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1, kind)[0])
+    grad = jax.jit(jax.grad(lambda p: bc_loss(net, dist, p, norm, obs, target, True, 0.1, kind)[0]))
     before = float(loss(params))
     for _ in range(200):
         params = jax.tree.map(lambda p, g: p - 0.05 * g, params, grad(params))
     assert float(loss(params)) < 0.5 * before
 
 
+def test_l1_loss_learns_the_majority_label_where_mse_learns_the_mean():
+    """One state, two labels: "move" (-0.4) in 60% of the rows, "hold" (0) in 40%. MSE fits their mean, a small
+    move a robot can stall on; L1 fits the median, the majority label."""
+    cfg = PPOConfig(policy_hidden=(16,), value_hidden=(16,))
+    net, _ = make_networks(2, 1, cfg.policy_hidden, cfg.value_hidden, cfg.activation)
+    dist = TanhGaussian(cfg.min_std)
+    obs = jnp.ones((100, 2))
+    act = jnp.where(jnp.arange(100)[:, None] < 60, -0.4, 0.0)
+    norm = RunningStats.init(2)
+    fitted = {}
+    for kind in ("mse", "l1"):
+        params = net.init(jax.random.PRNGKey(0), obs[:1])
+        opt = optax.adam(1e-2)
+        opt_state = opt.init(params)
+
+        @jax.jit
+        def step(p, o, kind=kind):
+            (_, aux), g = jax.value_and_grad(lambda q: bc_loss(net, dist, q, norm, obs, act, False, 0.1, kind),
+                                             has_aux=True)(p)
+            u, o = opt.update(g, o, p)
+            return optax.apply_updates(p, u), o, aux
+
+        for _ in range(600):
+            params, opt_state, aux = step(params, opt_state)
+        fitted[kind] = float(dist.mode(net.apply(params, obs[:1]))[0, 0])
+        assert set(aux) == {"bc_mse", "bc_l1", "bc_std"}
+    assert abs(fitted["mse"] - (-0.24)) < 0.02  # the mean of the labels
+    assert abs(fitted["l1"] - (-0.4)) < 0.02  # the majority label
+
+
 @pytest.mark.parametrize("field,value", [("algorithm", "ppo"), ("rounds", 0), ("beta_schedule", (1.5,)),
                                          ("balance", -0.1), ("init_std", 0.0), ("lr_decay", 0.0),
-                                         ("keyframe_weight", -1.0)])
+                                         ("keyframe_weight", -1.0), ("loss", "huber")])
 def test_config_refuses_bad_values_naming_the_key(field, value):
     with pytest.raises(ValueError, match=f"imitation.{field}"):
         ImitationConfig(**{field: value})
