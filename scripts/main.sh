@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 extra=""
 gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then extra="[cuda]"; gpu=1; fi
-python3 -m pip install -q --disable-pip-version-check -e ".${extra}"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".${extra}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 # CPU: 7 rounds of 32 robots (~8 min; --minutes stops it earlier on a slower machine); GPU: --size auto's 12 rounds
 if [ "$gpu" = 1 ]; then dagger=(--minutes "${VPJAX_DAGGER_MINUTES:-15}"); tune_min=10

@@ -127,9 +127,8 @@ def _run_imitation(args, ppo, env, env_params, run_config, out: Path) -> int:
     icfg = _user_error(lambda: parsed.replace(**changes))
     if not args.no_progress:
         print(f"{icfg.algorithm}: {icfg.rounds} rounds of {icfg.num_envs} robots x "
-              f"{icfg.steps_per_round(env.episode_length)} steps, "
-              f"{icfg.sgd_steps} minibatches of {icfg.batch_size} per round ({icfg.loss} loss), "
-              f"{icfg.num_eval_envs} held-out robots")
+              f"{icfg.steps_per_round(env.episode_length)} steps; {icfg.sgd_steps} {icfg.loss} minibatches of "
+              f"{icfg.batch_size} per round; {icfg.num_eval_envs} held-out")
     result = run_imitation(icfg, ppo, env, env_params, make_expert(env), out_dir=out, resume=args.resume,
                            minutes=args.minutes, progress=not args.no_progress, run_config=run_config)
     print_comparison(result, units_label(run_config))
