@@ -285,7 +285,7 @@ def dagger_route(args, argv) -> int:
                          argv) + [
              f"- DAgger: {icfg.rounds} rounds of {icfg.num_envs} robots x "
              f"{icfg.steps_per_round(env.episode_length)} steps, "
-             f"β {list(icfg.beta_schedule)} (last repeats), {icfg.sgd_steps} minibatches of {icfg.batch_size} per round, "
+             f"β {list(icfg.beta_schedule)} (last repeats), {icfg.sgd_steps} {icfg.loss} minibatches of {icfg.batch_size} per round, "
              f"Adam {icfg.learning_rate} x {icfg.lr_decay}/round; student = PPO policy {ppo.policy_hidden} "
              f"{ppo.activation}; episode {env.episode_length} steps x {env.dt:g} s, domain randomization on",
              f"- evaluation: {icfg.num_eval_envs} held-out robots (scenes no round collected on), deterministic, one whole "
