@@ -54,6 +54,11 @@ class RetrainConfig:
       eval_envs: held-out robots each student is evaluated on (the same scenes for all).
       ridge: L2 penalty of the datamodel fit.
       bootstrap: resamples of the M retrains for the interval of each gain.
+      seeds: training seeds the subsets share (common random numbers): subset m trains with seed
+        ``m % seeds``, i.e. the same initial weights and the same minibatch noise as every other subset of
+        its seed, so two students of a seed differ by their data alone (minibatch rows are drawn by
+        Gumbel-max over the subset's rows with shared noise: adding a datapoint changes only the draws
+        that land on it). 0: every subset its own seed.
     """
 
     subsets: int = 32
@@ -65,6 +70,7 @@ class RetrainConfig:
     eval_envs: int = 32
     ridge: float = 1.0
     bootstrap: int = 200
+    seeds: int = 0
 
     def __post_init__(self):
         for name, ok, rule in [("subsets", self.subsets >= 2, "must be >= 2"),
@@ -74,7 +80,8 @@ class RetrainConfig:
                                ("learning_rate", self.learning_rate > 0, "must be > 0"),
                                ("eval_envs", self.eval_envs >= 1, "must be >= 1"),
                                ("ridge", self.ridge >= 0, "must be >= 0"),
-                               ("bootstrap", self.bootstrap >= 0, "must be >= 0")]:
+                               ("bootstrap", self.bootstrap >= 0, "must be >= 0"),
+                               ("seeds", self.seeds >= 0, "must be >= 0")]:
             if not ok:
                 raise FieldError("retrain", name, getattr(self, name), rule)
 
@@ -252,38 +259,67 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
         mean, std = flat_o.mean(0), flat_o.std(0) + 1e-6
         k_train, k_eval = jax.random.split(key)
         params = jax.vmap(train_one, (0, None, None, 0, None, None))(
-            jax.random.split(k_train, masks.shape[0]), flat_o, flat_a, masks, mean, std)
+            train_keys(k_train, masks.shape[0], cfg.seeds), flat_o, flat_a, masks, mean, std)
         return evaluate_all(params, k_eval, mean, std, masks.shape[0])  # same scenes for all
 
     return retrain
 
 
-def datamodel(masks, outcomes, ridge: float = 1.0) -> np.ndarray:
-    """[N] ridge coefficients of ``outcomes`` [M] on the centred inclusion indicators ``masks`` [M, N]."""
+def train_keys(key, m: int, seeds: int) -> jax.Array:
+    """[M] training keys: ``seeds`` > 0 gives subset m the key of seed ``m % seeds`` (shared), 0 each its own."""
+    if seeds <= 0:
+        return jax.random.split(key, m)
+    return jax.random.split(key, seeds)[jnp.arange(m) % seeds]
+
+
+def seed_groups(m: int, seeds: int) -> np.ndarray:
+    """[M] the training seed of each subset (``train_keys``); with ``seeds`` 0 each subset is its own group."""
+    return np.arange(m) % seeds if seeds > 0 else np.arange(m)
+
+
+def datamodel(masks, outcomes, ridge: float = 1.0, groups=None) -> np.ndarray:
+    """[N] ridge coefficients of ``outcomes`` [M] on the centred inclusion indicators ``masks`` [M, N].
+
+    ``groups`` [M] (the subsets' shared training seeds): centre within each group instead, so a seed's own
+    level (its initial weights, its minibatch noise) is a fixed effect and not part of any gain. Groups of
+    one subset are centred over all subsets (they carry no within-group contrast).
+    """
     x = np.asarray(masks, np.float64)
     y = np.asarray(outcomes, np.float64)
-    xc = x - x.mean(0)
-    yc = y - y.mean()
+    g = np.zeros(len(y), int) if groups is None else np.asarray(groups)
+    if np.bincount(np.unique(g, return_inverse=True)[1]).min() < 2:
+        g = np.zeros(len(y), int)
+    xc, yc = x.copy(), y.copy()
+    for v in np.unique(g):
+        sel = g == v
+        xc[sel] -= x[sel].mean(0)
+        yc[sel] -= y[sel].mean()
     return np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc)
 
 
 def realized_gains(masks, outcomes, cfg: RetrainConfig, seed: int = 0) -> dict:
-    """Realized gain per datapoint with a bootstrap interval.
+    """Realized gain per datapoint with a bootstrap interval (``cfg.seeds`` > 0: a datamodel centred within
+    each training seed, resampled within each seed).
 
     Returns:
       {'gain' [N], 'lo' [N], 'hi' [N]} (10th and 90th percentiles of ``cfg.bootstrap`` resamples of the
       M retrains; gain itself when bootstrap is 0).
     """
     masks, outcomes = np.asarray(masks), np.asarray(outcomes)
-    gain = datamodel(masks, outcomes, cfg.ridge)
+    groups = seed_groups(len(outcomes), cfg.seeds)
+    gain = datamodel(masks, outcomes, cfg.ridge, groups)
     if cfg.bootstrap == 0:
         return {"gain": gain, "lo": gain, "hi": gain}
     rng = np.random.default_rng(seed)
-    m = len(outcomes)
-    boots = np.stack([datamodel(masks[i], outcomes[i], cfg.ridge)
-                      for i in (rng.integers(0, m, m) for _ in range(cfg.bootstrap))])
+    members = [np.flatnonzero(groups == v) for v in np.unique(groups)] if cfg.seeds > 0 else [np.arange(len(outcomes))]
+
+    def resample():
+        return np.concatenate([rng.choice(idx, len(idx)) for idx in members])
+
+    boots = np.stack([datamodel(masks[i], outcomes[i], cfg.ridge, groups[i])
+                      for i in (resample() for _ in range(cfg.bootstrap))])
     return {"gain": gain, "lo": np.percentile(boots, 10, axis=0), "hi": np.percentile(boots, 90, axis=0)}
 
 
 __all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "Student", "datamodel", "demonstration_pool", "make_retrain",
-           "realized_gains", "subset_masks"]
+           "realized_gains", "seed_groups", "subset_masks", "train_keys"]

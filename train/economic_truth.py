@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,7 +45,7 @@ from valuation import causal_gain as cg, truth
 from valuation.novelty import embedding_novelty
 
 from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
-                         subset_masks)
+                         seed_groups, subset_masks)
 
 DEFAULT_POOL = (("clean", 16), ("noisy", 6), ("reversed", 3), ("rushed", 4), ("duplicate", 5), ("shifted", 6))
 
@@ -60,6 +61,10 @@ class StudyConfig:
       loo: datapoints checked by leave-one-out.
       folds: cross-fitting folds of the value model.
       val_episodes: clean expert episodes of fresh scenes (the causal-gain validation rows).
+      causal: what the value model's ``causal_gain`` is: ``ensemble`` (TracIn over a behaviour-cloning
+        ensemble trained on the pool, validated on clean expert rows) or ``student`` (TracIn on the
+        deployed student itself, validated on the states it visits: :func:`student_tracin`; needs a
+        student with base rows).
     """
 
     pool: tuple = DEFAULT_POOL
@@ -69,7 +74,12 @@ class StudyConfig:
     loo: int = 4
     folds: int = 4
     val_episodes: int = 4
+    causal: str = "ensemble"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.causal not in ("ensemble", "student"):
+            raise ValueError(f"causal (--causal) = {self.causal!r}: one of ensemble, student")
 
     def kinds(self) -> list[str]:
         kinds = [k for k, n in self.pool for _ in range(int(n))]
@@ -122,6 +132,89 @@ def warm_start_student(env, expert, rounds: int, seed: int = 0, num_envs: int = 
     return student, ev
 
 
+def on_policy_rows(env, actor, expert, key, robots: int, steps: int, params=None) -> dict:
+    """The states a policy visits, labelled by the expert (one DAgger round at beta 0): ``robots`` fresh
+    scenes, ``steps`` control steps each, the policy acting.
+
+    Args:
+      actor: ``obs [O] -> action [A]`` (the deployed policy, deterministic).
+      expert: ``(state, key, params) -> action`` (one robot).
+
+    Returns:
+      {'obs' [R, T, O], 'act' [R, T, A] (the expert's labels), 'mp' [R] (the policy's MPᵣ on these scenes)}.
+    """
+    params = env.default_params if params is None else params
+
+    def episode(k):
+        k_reset, k_run = jax.random.split(k)
+
+        def body(s, kk):
+            label = expert(s, kk, params)
+            return env.step(s, actor(s.obs), params), (s.obs, label)
+
+        s, (obs, act) = jax.lax.scan(body, env.reset(k_reset, params), jax.random.split(k_run, steps))
+        return obs, act, s.metrics["mp"]
+
+    obs, act, mp = jax.jit(jax.vmap(episode))(jax.random.split(key, robots))
+    return {"obs": np.asarray(obs, np.float32), "act": np.asarray(act, np.float32), "mp": np.asarray(mp)}
+
+
+def student_from_policy(env, spec, expert, robots: int = 16, seed: int = 0, log=print) -> tuple[Student, dict]:
+    """A deployed policy (``python -m train`` run folder or ``policy.msgpack``) as the retrained students'
+    start, instead of :func:`warm_start_student`'s DAgger rounds.
+
+    The students are fine-tuned with the loss the run was trained with (``imitation.loss`` of its
+    config.json: ``l1`` or ``mse``; PPO runs: mse). Their base rows are the states the policy visits on
+    ``robots`` fresh scenes of a full episode, labelled by the expert: what a DAgger round would add.
+
+    Returns:
+      (the Student, {'mp': the policy's mean MPᵣ on those scenes, 'rows': base rows}).
+    """
+    from flax import serialization
+
+    from .acting import policy_fn
+    from .config import PPOConfig
+    from .networks import RunningStats, make_networks
+    from .policy_file import _source_config, policy_path
+
+    path = policy_path(spec)
+    conf = _source_config(path)
+    if "ppo" not in conf:
+        raise ValueError(f"--init {spec}: no config.json with the run's ppo settings beside {path}")
+    cfg = PPOConfig(**conf["ppo"])
+    policy_net, _ = make_networks(env.observation_size, env.action_size, cfg.policy_hidden, cfg.value_hidden,
+                                  cfg.activation)
+    template = {"params": {"policy": policy_net.init(jax.random.PRNGKey(0), jnp.zeros((1, env.observation_size)))},
+                "norm": RunningStats.init(env.observation_size)}
+    data = serialization.msgpack_restore(path.read_bytes())
+    try:
+        loaded = serialization.from_state_dict(template, {"params": {"policy": data["params"]["policy"]},
+                                                          "norm": data["norm"]})
+        params, norm = jax.tree.map(lambda x: jnp.asarray(x)[0], (loaded["params"], loaded["norm"]))  # member 0
+        act = policy_fn(cfg, env.observation_size, env.action_size)
+        act(params, norm, jnp.zeros((env.observation_size,)))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"--init {spec}: its policy does not fit this env (observation {env.observation_size}, "
+                         f"action {env.action_size}): {e}") from None
+    kind = (conf.get("imitation") or {}).get("loss", "mse") if conf.get("algorithm") == "dagger" else "mse"
+
+    def apply(p, obs):
+        return act(p, norm, obs)
+
+    def loss(p, obs, a):
+        err = apply(p, obs) - a
+        return jnp.mean(jnp.abs(err)) if kind == "l1" else jnp.mean(err ** 2)
+
+    rows = on_policy_rows(env, lambda o: apply(params, o), expert, jax.random.PRNGKey(seed + 77), robots,
+                          env.episode_length)
+    log(f"--init {spec}: the policy racks MPr {rows['mp'].mean():.1f} units/h on {robots} fresh scenes; "
+        f"its {robots * env.episode_length} visited states, labelled by the expert, are the students' base rows "
+        f"(fine-tuned with {kind})")
+    student = Student(params=params, apply=apply, loss=loss, base_obs=rows["obs"].reshape(-1, env.observation_size),
+                      base_act=rows["act"].reshape(-1, env.action_size))
+    return student, {"mp": float(rows["mp"].mean()), "rows": rows}
+
+
 def _rows(pool) -> np.ndarray:
     """[N, T, O + A] standardized observation-action rows."""
     x = np.concatenate([pool["obs"], pool["act"]], axis=-1)
@@ -150,6 +243,40 @@ def engine_features(pool, val, key) -> tuple[np.ndarray, np.ndarray]:
     signed = np.asarray(per_row).reshape(n, t).sum(1)  # TracIn of a group of rows is the sum of theirs
     causal = np.maximum(signed, 0.0)  # the engine's causal_gain is >= 0; a harmful datapoint scores 0
     return np.stack([np.asarray(novelty, float), causal], axis=1), signed
+
+
+def student_tracin(student: Student, pool, val, chunk: int = 512, max_val: int = 8192, seed: int = 0) -> np.ndarray:
+    """[N] signed TracIn of each datapoint on the deployed student itself: the cosine between each row's
+    gradient of ``student.loss`` at the student's parameters and the gradient of the loss on ``val`` (the
+    states the student visits, labelled by the expert: :func:`on_policy_rows`), summed over the
+    datapoint's rows. A row whose label would move the student towards the expert on its own states
+    scores > 0.
+
+    ``val`` rows beyond ``max_val`` are subsampled; rows are processed ``chunk`` at a time.
+    """
+    flat = jax.flatten_util.ravel_pytree
+    v_obs = np.asarray(val["obs"]).reshape(-1, np.shape(val["obs"])[-1])
+    v_act = np.asarray(val["act"]).reshape(-1, np.shape(val["act"])[-1])
+    if len(v_obs) > max_val:
+        pick = np.random.default_rng(seed).choice(len(v_obs), max_val, replace=False)
+        v_obs, v_act = v_obs[pick], v_act[pick]
+    g_val = flat(jax.grad(student.loss)(student.params, jnp.asarray(v_obs), jnp.asarray(v_act)))[0]
+    g_val = g_val / (jnp.linalg.norm(g_val) + 1e-12)
+
+    def row_cos(o, a):
+        g = flat(jax.grad(student.loss)(student.params, o[None], a[None]))[0]
+        return g @ g_val / (jnp.linalg.norm(g) + 1e-12)
+
+    n, t = pool["obs"].shape[:2]
+    obs = pool["obs"].reshape(n * t, -1)
+    act = pool["act"].reshape(n * t, -1)
+    pad = (-len(obs)) % chunk
+    obs = np.concatenate([obs, np.zeros((pad, obs.shape[1]), obs.dtype)])
+    act = np.concatenate([act, np.zeros((pad, act.shape[1]), act.dtype)])
+    run = jax.jit(lambda o, a: jax.lax.map(lambda oa: jax.vmap(row_cos)(*oa), (o, a)))
+    cos = np.asarray(run(jnp.asarray(obs.reshape(-1, chunk, obs.shape[1])),
+                         jnp.asarray(act.reshape(-1, chunk, act.shape[1])))).reshape(-1)[: n * t]
+    return cos.reshape(n, t).sum(1)
 
 
 def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, strata=None):
@@ -244,12 +371,24 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     masks = np.asarray(subset_masks(k_m1, n, rc))
     out1 = jax.tree.map(np.asarray, retrain(k_r1, pool["obs"], pool["act"], masks))
     g = realized_gains(masks, out1["mp"], rc, seed=cfg.seed)
-    half = rc.subsets // 2
-    reliability = truth.spearman(datamodel(masks[:half], out1["mp"][:half], rc.ridge),
-                                 datamodel(masks[half:], out1["mp"][half:], rc.ridge))
+    # two independent halves of the retrains: the first and the second half, or with shared training seeds
+    # (rc.seeds >= 2) the even and the odd seeds' subsets, so neither half shares a seed with the other
+    groups = seed_groups(rc.subsets, rc.seeds)
+    first = groups % 2 == 0 if rc.seeds >= 2 else np.arange(rc.subsets) < rc.subsets // 2
+    reliability = truth.spearman(datamodel(masks[first], out1["mp"][first], rc.ridge, groups[first]),
+                                 datamodel(masks[~first], out1["mp"][~first], rc.ridge, groups[~first]))
     log(f"students' MPr: mean {out1['mp'].mean():.2f}, range {out1['mp'].min():.2f}-{out1['mp'].max():.2f}; "
         f"split-half reliability of the gains {reliability:.2f}")
     features, signed = engine_features(pool, val, k_feat)
+    on_student = None
+    if student is not None and student.base_obs is not None:
+        on_student = student_tracin(student, pool, {"obs": student.base_obs, "act": student.base_act}, seed=cfg.seed)
+        log(f"TracIn on the student: by kind " + ", ".join(
+            f"{k} {on_student[pool['kind'] == k].mean():+.1f}" for k in sorted(set(kinds))))
+    if cfg.causal == "student":
+        if on_student is None:
+            raise ValueError("causal (--causal) = 'student' needs a student with base rows (--warm-start or --init)")
+        features, signed = np.stack([features[:, 0], np.maximum(on_student, 0.0)], axis=1), on_student
     quotes, pred = cross_fit_quotes(features, g["gain"], list(pool["id"]), settings, cfg.folds, cfg.seed,
                                     strata=pool["kind"])
     loo_ids = np.unique(np.concatenate([[np.argmax(g["gain"]), np.argmin(g["gain"])],
@@ -269,8 +408,12 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     # slopes shrink to 0 predicts the other folds' mean, which is anti-correlated with the held-out gains
     card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])
     card["spearman_causal_gain"] = truth.spearman(features[:, 1], g["gain"])
+    card["spearman_tracin_signed"] = truth.spearman(signed, g["gain"])
+    if on_student is not None:
+        card["spearman_tracin_student"] = truth.spearman(on_student, g["gain"])
     table = {"datapoint_id": pool["id"], "kind": pool["kind"], "novelty_score": features[:, 0],
              "causal_gain": features[:, 1], "tracin_signed": signed,
+             **({} if on_student is None else {"tracin_student": on_student}),
              "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],
              **{f"pred_{k}": v for k, v in pred.items()},
              "tier": np.asarray([q.tier for q in quotes]),
@@ -287,5 +430,5 @@ if __name__ == "__main__":
 
     sys.exit(run_main(main, prog="python -m train.economic_truth"))
 
-__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "run_study",
-           "second_masks", "warm_start_student"]
+__all__ = ["DEFAULT_POOL", "StudyConfig", "check_sizes", "cross_fit_quotes", "engine_features", "on_policy_rows",
+           "run_study", "second_masks", "student_from_policy", "student_tracin", "warm_start_student"]

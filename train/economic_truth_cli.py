@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = ArgumentParser(prog="python -m train.economic_truth", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="envs.point:PointDeliver", help="registered task or MODULE:FACTORY")
+    p.add_argument("--env", default=None,
+                   help="registered task or MODULE:FACTORY (default envs.point:PointDeliver, or the --init run's env)")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor/param override")
     p.add_argument("--subsets", type=int, default=64, help="students per retraining call (default 64)")
     p.add_argument("--sgd-steps", type=int, default=300, help="Adam steps per student (default 300)")
@@ -39,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-start", type=int, default=0, metavar="ROUNDS",
                    help="first train a student by this many DAgger rounds; every retrained student is it, "
                         "fine-tuned on its subset (default 0: fresh MLPs; the MJX tasks need it, or every MPr is 0)")
+    p.add_argument("--init", default=None, metavar="RUN",
+                   help="every retrained student is this trained policy (a python -m train run folder or its "
+                        "policy.msgpack, e.g. benchmarks/results/policy_dishwashing), fine-tuned on its subset; its "
+                        "visited states, labelled by the expert, are the base rows (instead of --warm-start)")
+    p.add_argument("--seeds", type=int, default=0,
+                   help="training seeds shared by the subsets (common random numbers; the split halves are the "
+                        "even and the odd seeds; default 0: each student its own seed)")
+    p.add_argument("--causal", choices=("ensemble", "student"), default="ensemble",
+                   help="the value model's causal_gain: TracIn over a BC ensemble on the pool (default), or on the "
+                        "warm-start/--init student itself, on the states it visits")
     p.add_argument("--removal", default="0.1,0.2,0.3", help="fractions removed by predicted value (default 0.1,0.2,0.3)")
     p.add_argument("--repeats", type=int, default=2, help="retrains of each removal and leave-one-out row (default 2)")
     p.add_argument("--loo", type=int, default=4, help="datapoints checked by leave-one-out (default 4)")
@@ -123,7 +134,11 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
               f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |",
               f"| spearman of novelty_score alone vs realized | {card['spearman_novelty']:.3f} | | |",
-              f"| spearman of causal_gain alone vs realized | {card['spearman_causal_gain']:.3f} | | |", "",
+              f"| spearman of causal_gain alone vs realized | {card['spearman_causal_gain']:.3f} | | |",
+              *([f"| spearman of tracin_signed alone vs realized | {card['spearman_tracin_signed']:.3f} | | |"]
+                if "spearman_tracin_signed" in card else []),
+              *([f"| spearman of tracin_student alone vs realized (TracIn on the student, its states) | "
+                 f"{card['spearman_tracin_student']:.3f} | | |"] if "spearman_tracin_student" in card else []), "",
               "Tier confusion (rows: predicted tier 0/1/2, columns: realized):", ""]
     lines += ["    " + " ".join(f"{int(v):4d}" for v in row) for row in card["tier_confusion"]]
     pct = card["trueup_pct"][np.isfinite(card["trueup_pct"])]
@@ -165,7 +180,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     for flag, v, low in (("--subsets", args.subsets, 2), ("--sgd-steps", args.sgd_steps, 1), ("--eval-envs", args.eval_envs, 1),
                          ("--warm-start", args.warm_start, 0), ("--repeats", args.repeats, 1), ("--loo", args.loo, 0),
-                         ("--folds", args.folds, 2)):
+                         ("--folds", args.folds, 2), ("--seeds", args.seeds, 0)):
         if v < low:
             raise UserError(f"{flag} {v}: must be >= {low}")
     if not args.learning_rate > 0:
@@ -176,18 +191,40 @@ def main(argv=None) -> int:
         raise UserError(f"--removal {args.removal!r}: must be fractions separated by commas") from None
     if not all(0 < k < 1 for k in removal):
         raise UserError(f"--removal {args.removal!r}: each fraction must be in (0, 1)")
+    if args.init and args.warm_start:
+        raise UserError("--init and --warm-start: give one (the students start from one policy)")
+    if args.causal == "student" and not (args.init or args.warm_start):
+        raise UserError("--causal student: needs a student (--init RUN or --warm-start ROUNDS)")
     cfg = StudyConfig(retrain=RetrainConfig(subsets=args.subsets, sgd_steps=args.sgd_steps, eval_envs=args.eval_envs,
-                                            learning_rate=args.learning_rate),
-                      removal=removal, repeats=args.repeats, loo=args.loo, folds=args.folds,
+                                            learning_rate=args.learning_rate, seeds=args.seeds),
+                      removal=removal, repeats=args.repeats, loo=args.loo, folds=args.folds, causal=args.causal,
                       seed=args.seed, **({"pool": parse_pool(args.pool)} if args.pool else {}))
     settings = vsettings.load(args.config)
     try:
         check_sizes(cfg)
     except ValueError as e:
         raise UserError(str(e)) from None
-    env = make_env(args.env, **_kv(args.env_arg, "--env-arg"))
+    env_kwargs = _kv(args.env_arg, "--env-arg")
+    if args.init:
+        from .policy_file import _source_config, policy_path
+
+        try:
+            conf = _source_config(policy_path(args.init))
+        except (SystemExit, ValueError) as e:
+            raise UserError(str(e)) from None
+        args.env = args.env or conf.get("env", "dishwashing")
+        env_kwargs = {**(conf.get("env_kwargs") or {}), **env_kwargs}  # the observation the policy was trained on
+    args.env = args.env or "envs.point:PointDeliver"
+    env = make_env(args.env, **env_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     student = None
+    if args.init:
+        from .economic_truth import student_from_policy
+
+        try:
+            student, _ = student_from_policy(env, args.init, expert_with_key(env), seed=args.seed)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     if args.warm_start:
         from envs.experts import make_expert
 
@@ -214,9 +251,12 @@ def main(argv=None) -> int:
               f"JAX {jax.__version__} on {jax.default_backend()}; wall time {time.time() - t0:.0f} s",
               f"- command: `python -m train.economic_truth {shlex.join(argv if argv is not None else sys.argv[1:])}`",
               f"- pool: {', '.join(f'{k} {n}' for k, n in cfg.pool)}; students: "
-              + (f"a {args.warm_start}-round DAgger student fine-tuned by " if args.warm_start else "fresh MLPs trained by ")
+              + (f"the policy {args.init} fine-tuned by " if args.init else
+                 f"a {args.warm_start}-round DAgger student fine-tuned by " if args.warm_start else "fresh MLPs trained by ")
               + f"{cfg.retrain.sgd_steps} Adam steps (lr {cfg.retrain.learning_rate:g}), {cfg.retrain.eval_envs} held-out "
-              f"robots each; scores are against the raw realized gains",
+              f"robots each" + (f", training seeds shared by the subsets: {cfg.retrain.seeds}" if cfg.retrain.seeds else "")
+              + f"; causal_gain: TracIn on the {'student' if cfg.causal == 'student' else 'BC ensemble'}; "
+              "scores are against the raw realized gains",
               "- the interval coverage of `trueup_summary.csv` (valuation.reconcile) is that of the quotes' "
               "intervals, clipped at 0 like the price; the one below is the value model's own"]
     write_record(res, out, title, header)

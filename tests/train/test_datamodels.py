@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from envs.point import PointDeliver, expert
-from train.datamodels import RetrainConfig, datamodel, demonstration_pool, make_retrain, realized_gains, subset_masks
+from train.datamodels import (RetrainConfig, datamodel, demonstration_pool, make_retrain, realized_gains, seed_groups,
+                              subset_masks, train_keys)
 
 
 def test_datamodel_recovers_planted_linear_effects():
@@ -16,9 +17,32 @@ def test_datamodel_recovers_planted_linear_effects():
     np.testing.assert_allclose(datamodel(masks, y, ridge=1e-3), truth, atol=0.05)
 
 
+def test_shared_seeds_are_a_fixed_effect_of_the_datamodel():
+    """Subsets that share a training seed share its level (its initial weights and minibatch noise): centred
+    within each seed, the datamodel recovers the effects; centred over all subsets it mixes the levels in."""
+    rng = np.random.default_rng(1)
+    masks = rng.integers(0, 2, (96, 6)).astype(float)
+    effect = np.array([2.0, 0.0, -3.0, 1.0, 0.5, 0.0])
+    groups = seed_groups(96, 4)
+    assert list(groups[:6]) == [0, 1, 2, 3, 0, 1]  # repeats of one mask on adjacent rows get different seeds
+    y = masks @ effect + np.array([0.0, 25.0, -15.0, 40.0])[groups] + rng.normal(0, 0.05, 96)
+    np.testing.assert_allclose(datamodel(masks, y, 1e-3, groups), effect, atol=0.1)
+    assert np.abs(datamodel(masks, y, 1e-3) - effect).max() > 0.5
+    rc = RetrainConfig(subsets=96, seeds=4, bootstrap=50)
+    g = realized_gains(masks, y, rc)
+    assert np.all(g["lo"] <= g["gain"] + 1e-9) and np.all(g["gain"] <= g["hi"] + 1e-9)
+    np.testing.assert_allclose(g["gain"], datamodel(masks, y, rc.ridge, groups))
+    keys = np.asarray(train_keys(jax.random.PRNGKey(0), 8, 4))  # legacy uint32 keys: [8, 2]
+    assert (keys[0] == keys[4]).all() and not (keys[0] == keys[1]).all()
+    own = np.asarray(train_keys(jax.random.PRNGKey(0), 8, 0))
+    assert len({tuple(k.ravel()) for k in own}) == 8
+
+
 def test_config_and_pool_refuse_bad_values_naming_them():
     with pytest.raises(ValueError, match="retrain.alpha"):
         RetrainConfig(alpha=1.0)
+    with pytest.raises(ValueError, match="retrain.seeds"):
+        RetrainConfig(seeds=-1)
     with pytest.raises(ValueError, match="kinds: unknown"):
         demonstration_pool(PointDeliver(), expert, jax.random.PRNGKey(0), ["clean", "typo"])
     with pytest.raises(ValueError, match="needs an earlier non-duplicate"):

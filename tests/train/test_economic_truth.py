@@ -38,6 +38,9 @@ def test_reversed_demonstration_realized_negative_and_predicted_below_clean():
     (["--pool", "noisy=4"], ["--pool", "clean"]),
     (["--subsets", "20"], ["--subsets", "= 20", ">= 36"]),
     (["--eval-envs", "0"], ["--eval-envs 0", ">= 1"]),
+    (["--init", "runs/x", "--warm-start", "2"], ["--init", "--warm-start", "give one"]),
+    (["--causal", "student"], ["--causal student", "needs a student"]),
+    (["--seeds", "-1"], ["--seeds -1", ">= 0"]),
 ])
 def test_cli_refuses_bad_sizes_in_one_line_before_any_work(tmp_path, capsys, args, names):
     from train.economic_truth_cli import main
