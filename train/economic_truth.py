@@ -44,6 +44,7 @@ import numpy as np
 from valuation import causal_gain as cg, truth
 from valuation.novelty import embedding_novelty
 
+from .acting import hold_finished
 from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
                          seed_groups, subset_masks)
 
@@ -148,12 +149,18 @@ def on_policy_rows(env, actor, expert, key, robots: int, steps: int, params=None
     def episode(k):
         k_reset, k_run = jax.random.split(k)
 
-        def body(s, kk):
+        def body(carry, kk):  # as evaluate_actor: a robot whose episode ends early stays at its last state
+            s, alive, mp = carry
             label = expert(s, kk, params)
-            return env.step(s, actor(s.obs), params), (s.obs, label)
+            s2 = env.step(s, actor(s.obs), params)
+            mp = jnp.where(alive > 0, s2.metrics["mp"], mp)
+            alive_next = alive * (1.0 - s2.done)
+            return (hold_finished(alive_next > 0, s2, s), alive_next, mp), (s.obs, label)
 
-        s, (obs, act) = jax.lax.scan(body, env.reset(k_reset, params), jax.random.split(k_run, steps))
-        return obs, act, s.metrics["mp"]
+        s0 = env.reset(k_reset, params)
+        (_, _, mp), (obs, act) = jax.lax.scan(body, (s0, jnp.float32(1.0), s0.metrics["mp"]),
+                                              jax.random.split(k_run, steps))
+        return obs, act, mp
 
     obs, act, mp = jax.jit(jax.vmap(episode))(jax.random.split(key, robots))
     return {"obs": np.asarray(obs, np.float32), "act": np.asarray(act, np.float32), "mp": np.asarray(mp)}
