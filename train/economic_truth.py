@@ -260,6 +260,11 @@ def student_tracin(student: Student, pool, val, chunk: int = 512, max_val: int =
     scores > 0.
 
     ``val`` rows beyond ``max_val`` are subsampled; rows are processed ``chunk`` at a time.
+
+    One checkpoint only, so it measures the direction in which the student still errs on its own states.
+    Where it hardly errs the cosines are noise: on the point task (40 rows per demonstration) it did not
+    rank a reversed demonstration below the clean ones for students trained 10-300 steps
+    (benchmarks/results/economic_truth_point.md); on dishwashing (1,500 rows) it did.
     """
     flat = jax.flatten_util.ravel_pytree
     v_obs = np.asarray(val["obs"]).reshape(-1, np.shape(val["obs"])[-1])

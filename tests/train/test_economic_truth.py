@@ -71,3 +71,56 @@ def test_cli_writes_the_record_and_closes_the_loop_through_reconcile(tmp_path):
     realized = pd.read_csv(out / "realized_mpl.csv")
     assert len(study) == len(realized) == 8 and set(trueups["datapoint_id"]) == set(study["datapoint_id"])
     assert study.loc[study["kind"] == "reversed", "causal_gain"].iloc[0] >= 0  # the engine's feature stays >= 0
+
+
+def test_on_policy_rows_and_student_tracin_on_a_trained_student():
+    """``on_policy_rows`` scores a policy as ``evaluate_actor`` does (same scenes, same MPᵣ), and
+    ``student_tracin`` is the summed cosine it documents. (It does not rank the reversed demonstration below
+    the clean ones on this task: with 40 rows per demonstration the cosines are noise; see
+    benchmarks/results/economic_truth_point.md.)"""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from train.acting import evaluate_actor
+    from train.datamodels import MLP, Student, demonstration_pool
+    from train.economic_truth import on_policy_rows, student_tracin
+
+    env = PointDeliver()
+    pool = demonstration_pool(env, expert, jax.random.PRNGKey(0), ["clean"] * 6 + ["reversed"])
+    o = jnp.asarray(pool["obs"][:6].reshape(-1, env.observation_size))
+    a = jnp.asarray(pool["act"][:6].reshape(-1, env.action_size))
+    net = MLP((32, 32), env.action_size)
+    apply = lambda p, x: jnp.tanh(net.apply(p, x))  # noqa: E731
+    loss = lambda p, x, y: jnp.mean((apply(p, x) - y) ** 2)  # noqa: E731
+    params, opt = net.init(jax.random.PRNGKey(1), o[:1]), optax.adam(3e-3)
+
+    @jax.jit
+    def fit(params):
+        def step(c, _):
+            p, s = c
+            u, s = opt.update(jax.grad(loss)(p, o, a), s, p)
+            return (optax.apply_updates(p, u), s), None
+        return jax.lax.scan(step, (params, opt.init(params)), None, length=300)[0][0]
+
+    params = fit(params)
+    key, robots = jax.random.PRNGKey(5), 6
+    rows = on_policy_rows(env, lambda x: apply(params, x[None])[0], expert, key, robots, env.episode_length)
+    assert rows["obs"].shape == (robots, env.episode_length, env.observation_size)
+    resets = jax.vmap(lambda k: jax.random.split(k)[0])(jax.random.split(key, robots))
+    ref = evaluate_actor(env, env.default_params, lambda s, _: apply(params, s.obs), None, robots, keys=resets,
+                         per_robot=True)
+    np.testing.assert_allclose(rows["mp"], np.asarray(ref["mp"]), rtol=1e-5, atol=1e-5)
+    assert rows["mp"].mean() > 0  # the student works, so its states are worth scoring on
+
+    # the score of a datapoint is the sum over its rows of cos(row gradient, gradient of the loss on the
+    # student's own states); checked against a direct computation (chunking and padding must not change it)
+    score = student_tracin(Student(params, apply, loss), pool, rows, chunk=64)
+    flat = lambda g: jnp.concatenate([x.ravel() for x in jax.tree.leaves(g)])  # noqa: E731
+    g_val = flat(jax.grad(loss)(params, rows["obs"].reshape(-1, env.observation_size),
+                                rows["act"].reshape(-1, env.action_size)))
+    for i in (0, 6):
+        cos = [float(flat(jax.grad(loss)(params, pool["obs"][i, t][None], pool["act"][i, t][None])) @ g_val
+                     / jnp.linalg.norm(flat(jax.grad(loss)(params, pool["obs"][i, t][None], pool["act"][i, t][None])))
+                     / jnp.linalg.norm(g_val)) for t in range(env.episode_length)]
+        np.testing.assert_allclose(score[i], sum(cos), rtol=1e-3, atol=1e-3)
