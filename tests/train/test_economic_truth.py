@@ -41,6 +41,7 @@ def test_reversed_demonstration_realized_negative_and_predicted_below_clean():
     (["--init", "runs/x", "--warm-start", "2"], ["--init", "--warm-start", "give one"]),
     (["--causal", "student"], ["--causal student", "needs a student"]),
     (["--seeds", "-1"], ["--seeds -1", ">= 0"]),
+    (["--init", "/nonexistent/vpjax_run"], ["--init /nonexistent/vpjax_run", "no policy file"]),
 ])
 def test_cli_refuses_bad_sizes_in_one_line_before_any_work(tmp_path, capsys, args, names):
     from train.economic_truth_cli import main
