@@ -177,27 +177,19 @@ def student_from_policy(env, spec, expert, robots: int = 16, seed: int = 0, log=
     Returns:
       (the Student, {'mp': the policy's mean MPᵣ on those scenes, 'rows': base rows}).
     """
-    from flax import serialization
-
     from .acting import policy_fn
     from .config import PPOConfig
-    from .networks import RunningStats, make_networks
-    from .policy_file import _source_config, policy_path
+    from .policy_file import _source_config, load_policy, policy_path, policy_template
 
     path = policy_path(spec)
     conf = _source_config(path)
     if "ppo" not in conf:
         raise ValueError(f"--init {spec}: no config.json with the run's ppo settings beside {path}")
     cfg = PPOConfig(**conf["ppo"])
-    policy_net, _ = make_networks(env.observation_size, env.action_size, cfg.policy_hidden, cfg.value_hidden,
-                                  cfg.activation)
-    template = {"params": {"policy": policy_net.init(jax.random.PRNGKey(0), jnp.zeros((1, env.observation_size)))},
-                "norm": RunningStats.init(env.observation_size)}
-    data = serialization.msgpack_restore(path.read_bytes())
     try:
-        loaded = serialization.from_state_dict(template, {"params": {"policy": data["params"]["policy"]},
-                                                          "norm": data["norm"]})
-        params, norm = jax.tree.map(lambda x: jnp.asarray(x)[0], (loaded["params"], loaded["norm"]))  # member 0
+        loaded = load_policy(path, policy_template(cfg, env.observation_size, env.action_size))
+        params, norm = jax.tree.map(lambda x: jnp.asarray(x)[0],  # member 0's actor (the critic is not tuned)
+                                    ({"policy": loaded["params"]["policy"]}, loaded["norm"]))
         act = policy_fn(cfg, env.observation_size, env.action_size)
         act(params, norm, jnp.zeros((env.observation_size,)))
     except (KeyError, ValueError, TypeError) as e:

@@ -206,11 +206,12 @@ def main(argv=None) -> int:
         raise UserError(str(e)) from None
     env_kwargs = _kv(args.env_arg, "--env-arg")
     if args.init:
-        from .policy_file import _source_config, policy_path
+        from .policy_file import _source_config
+        from .setup import _from_init_run
 
         try:
-            conf = _source_config(policy_path(args.init))
-        except (SystemExit, ValueError) as e:
+            conf = _from_init_run(args.init, _source_config)
+        except SystemExit as e:  # one line naming --init
             raise UserError(str(e)) from None
         args.env = args.env or conf.get("env", "dishwashing")
         env_kwargs = {**(conf.get("env_kwargs") or {}), **env_kwargs}  # the observation the policy was trained on

@@ -47,10 +47,9 @@ def load_run(run: Path, env_name: str | None = None):
     """(PPOConfig, env, env_params, policy params, normalizer, config dict) of a run folder."""
     from .setup import make_env
     from .config import PPOConfig
-    from .networks import RunningStats, make_networks
     from .rewards import resolve_reward
     from .members import econ_from_dict
-    from .policy_file import load_policy
+    from .policy_file import load_policy, policy_template
 
     conf_path = run / "config.json"
     if not conf_path.is_file():
@@ -62,16 +61,10 @@ def load_run(run: Path, env_name: str | None = None):
     base = env.default_params
     if "econ" in conf:
         base = base.replace(econ=econ_from_dict(conf["econ"], base.econ))
-    policy_net, value_net = make_networks(env.observation_size, env.action_size, cfg.policy_hidden, cfg.value_hidden,
-                                          cfg.activation)
-    dummy = jnp.zeros((1, env.observation_size))
-    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-    template = {"params": {"policy": policy_net.init(k1, dummy), "value": value_net.init(k2, dummy)},
-                "norm": RunningStats.init(env.observation_size)}
     pol_path = run / "policy.msgpack"
     if not pol_path.is_file():
         raise SystemExit(f"--policy {run}: no policy.msgpack (the run has not finished a chunk yet)")
-    data = load_policy(pol_path, template)
+    data = load_policy(pol_path, policy_template(cfg, env.observation_size, env.action_size))
     return cfg, env, base, data, conf
 
 

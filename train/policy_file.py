@@ -27,6 +27,19 @@ def export_policy(path: Path, state) -> None:
     write_atomic(path, lambda fh: fh.write(data), binary=True)  # a killed run keeps the previous policy
 
 
+def policy_template(cfg, observation_size: int, action_size: int) -> dict:
+    """The structure of a policy file for a run with PPOConfig ``cfg`` (one member; :func:`load_policy`
+    keeps the file's member axis)."""
+    from .networks import RunningStats, make_networks
+
+    policy_net, value_net = make_networks(observation_size, action_size, cfg.policy_hidden, cfg.value_hidden,
+                                          cfg.activation)
+    dummy = jnp.zeros((1, observation_size))
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    return {"params": {"policy": policy_net.init(k1, dummy), "value": value_net.init(k2, dummy)},
+            "norm": RunningStats.init(observation_size)}
+
+
 def load_policy(path: Path, template) -> dict:
     """The file's pytree, in the structure of ``template`` (the arrays keep the file's shapes)."""
     return serialization.from_bytes(template, Path(path).read_bytes())

@@ -125,3 +125,17 @@ def test_on_policy_rows_and_student_tracin_on_a_trained_student():
                      / jnp.linalg.norm(flat(jax.grad(loss)(params, pool["obs"][i, t][None], pool["act"][i, t][None])))
                      / jnp.linalg.norm(g_val)) for t in range(env.episode_length)]
         np.testing.assert_allclose(score[i], sum(cos), rtol=1e-3, atol=1e-3)
+
+
+def test_cli_refuses_an_init_run_with_an_unreadable_config_in_one_line(tmp_path, capsys):
+    from train.economic_truth_cli import main
+    from vpjax.cli import run_main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "policy.msgpack").write_bytes(b"")
+    (run / "config.json").write_text("{not json")
+    assert run_main(main, ["--init", str(run), "--out", str(tmp_path / "out")], prog="python -m train.economic_truth") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--init {run}" in err and "unreadable" in err, err
+    assert not (tmp_path / "out").exists()
