@@ -16,6 +16,10 @@ Pool kinds (:func:`demonstration_pool`):
 * ``reversed`` — the expert's actions negated (a planted harmful datapoint);
 * ``rushed`` — the demonstrator acts and labels at full speed (doubled actions, clipped): it breaks
   what the expert would not (a demonstration that contains errors);
+* ``slips`` — a demonstration whose labels are wrong (the expert's action negated) on some of its steps,
+  graded: the j-th of the pool's n ``slips`` datapoints errs on a fraction (j + 1) / (n + 1) of its steps,
+  drawn at random (a dose of harm that rises across the kind, so the true gains differ by more than the
+  retraining noise);
 * ``duplicate`` — a near-copy (labels + 1e-3 noise) of the last earlier non-duplicate datapoint;
 * ``shifted`` — a clean demonstration on a scene of a shifted distribution (``shifted_params``).
 """
@@ -36,7 +40,7 @@ from vpjax.schema import FieldError
 from .acting import evaluate_actor
 from .networks import MLP
 
-KINDS = ("clean", "noisy", "reversed", "rushed", "duplicate", "shifted")
+KINDS = ("clean", "noisy", "reversed", "slips", "rushed", "duplicate", "shifted")
 OUTCOMES = ("mp", "error_rate", "implied_wage")  # what each retrained student is measured by
 
 
@@ -135,11 +139,29 @@ def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int 
     noise_rows = jax.random.normal(k_noise, act.shape)
     act = jnp.where((kind == "noisy")[:, None, None], jnp.clip(act + noise * noise_rows, -1.0, 1.0), act)
     act = jnp.where((kind == "reversed")[:, None, None], -act, act)
+    act = jnp.where(slip_steps(jax.random.fold_in(k_noise, 1), kind, act.shape[1])[:, :, None], -act, act)
     obs, act = obs[source], act[source]  # a duplicate takes its source's demonstration, labels included
     act = jnp.where((kind == "duplicate")[:, None, None], act + 1e-3 * noise_rows, act)
     obs_np, act_np = np.asarray(obs, np.float32), np.asarray(act, np.float32)
     ids = [hashlib.sha256(o.tobytes() + a.tobytes()).hexdigest()[:16] for o, a in zip(obs_np, act_np)]
     return {"obs": obs_np, "act": act_np, "kind": kind, "id": np.asarray(ids)}
+
+
+def slip_fraction(kinds) -> np.ndarray:
+    """[N] the fraction of steps each datapoint errs on: (j + 1) / (n + 1) for the j-th of n ``slips``, else 0."""
+    slips = np.asarray(kinds) == "slips"
+    frac = np.zeros(len(slips))
+    frac[slips] = (np.arange(slips.sum()) + 1.0) / (slips.sum() + 1.0)
+    return frac
+
+
+def slip_steps(key, kinds, steps: int) -> jax.Array:
+    """[N, T] bool: the steps whose labels a ``slips`` datapoint reverses (``slip_fraction`` of them, at random)."""
+    frac = jnp.asarray(slip_fraction(kinds), jnp.float32)
+    n = len(frac)
+    order = jnp.argsort(jax.random.uniform(key, (n, steps)), axis=1)  # a random permutation of the steps per row
+    rank = jnp.argsort(order, axis=1)
+    return rank < jnp.round(frac[:, None] * steps)
 
 
 def _duplicate_sources(kinds: list[str]) -> np.ndarray:
@@ -322,4 +344,4 @@ def realized_gains(masks, outcomes, cfg: RetrainConfig, seed: int = 0) -> dict:
 
 
 __all__ = ["KINDS", "OUTCOMES", "RetrainConfig", "Student", "datamodel", "demonstration_pool", "make_retrain",
-           "realized_gains", "seed_groups", "subset_masks", "train_keys"]
+           "realized_gains", "seed_groups", "slip_fraction", "slip_steps", "subset_masks", "train_keys"]

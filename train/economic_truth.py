@@ -48,7 +48,8 @@ from .acting import hold_finished
 from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
                          seed_groups, subset_masks)
 
-DEFAULT_POOL = (("clean", 16), ("noisy", 6), ("reversed", 3), ("rushed", 4), ("duplicate", 5), ("shifted", 6))
+DEFAULT_POOL = (("clean", 12), ("slips", 10), ("noisy", 4), ("reversed", 2), ("rushed", 3), ("duplicate", 4),
+                ("shifted", 5))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,7 +291,10 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
     datapoints of each kind it has at least ``folds`` of.
 
     Returns:
-      (quotes in datapoint order, {'mean', 'lower', 'upper', 'kappa', 'raw_mean'} [N] each).
+      (quotes in datapoint order, {'mean', 'lower', 'upper', 'kappa', 'raw_mean', 'raw_lower', 'raw_upper'}
+      [N] each). ``mean``, ``lower``, ``upper`` are the quotes' (clipped at 0, as priced); ``raw_*`` the
+      value model's own prediction and interval (``raw_mean`` ± z·std, z the Normal quantile of
+      ``confidence_level``), negative values kept: what a raw realized gain is scored against.
     """
     from valuation.quote import quote_batch
 
@@ -303,7 +307,7 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
         members = rng.permutation(np.flatnonzero(strata == s_))
         fold[members] = (start + np.arange(len(members))) % folds
         start += len(members)
-    quotes, pred = [None] * n, {k: np.zeros(n) for k in ("mean", "lower", "upper", "kappa", "raw_mean")}
+    quotes, pred = [None] * n, {k: np.zeros(n) for k in ("mean", "lower", "upper", "kappa", "raw_mean", "std")}
     for f in range(folds):
         test, hist = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         batch = quote_batch(features[hist], gains[hist], [ids[i] for i in test], features[test],
@@ -312,6 +316,9 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
             quotes[i] = batch.quotes[j]
         for k in pred:
             pred[k][test] = np.asarray(getattr(batch.prediction, k))
+    z = float(jax.scipy.stats.norm.ppf(0.5 + 0.5 * settings.data_valuation.confidence_level))  # quote_batch's "normal"
+    pred["raw_lower"], pred["raw_upper"] = pred["raw_mean"] - z * pred["std"], pred["raw_mean"] + z * pred["std"]
+    del pred["std"]
     return quotes, pred
 
 
@@ -405,9 +412,12 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     loo = {i: float(full - mp2[idx].mean()) for i, idx in parts["loo"].items()}
     # the value model predicts the raw gain (negatives kept), so it is scored on it; the true-ups price
     # max(realized, 0) inside valuation.pricing, and a negative gain is tier 0 either way
-    card = truth.scorecard(pred["raw_mean"], pred["lower"], pred["upper"], g["gain"], settings.thresholds,
+    # coverage: the model's own interval against the raw gain; the quotes' interval (clipped at 0, as priced)
+    # is scored against the gain clipped at 0 (what is billed) as coverage_clipped
+    card = truth.scorecard(pred["raw_mean"], pred["raw_lower"], pred["raw_upper"], g["gain"], settings.thresholds,
                            quotes, masks2[parts["lds"]], mp2[parts["lds"]])
     card["spearman_clipped"] = truth.spearman(pred["raw_mean"], np.maximum(g["gain"], 0.0))
+    card["coverage_clipped"] = truth.coverage(np.maximum(g["gain"], 0.0), pred["lower"], pred["upper"])
     # each feature alone against the realized gains: what the value model has to work with. A model whose
     # slopes shrink to 0 predicts the other folds' mean, which is anti-correlated with the held-out gains
     card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])

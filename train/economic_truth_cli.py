@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loo", type=int, default=4, help="datapoints checked by leave-one-out (default 4)")
     p.add_argument("--folds", type=int, default=4, help="cross-fitting folds of the value model (default 4)")
     p.add_argument("--pool", default=None, metavar="KIND=N,...",
-                   help="demonstrations of each kind (default clean=16,noisy=6,reversed=3,rushed=4,duplicate=5,shifted=6)")
+                   help="demonstrations of each kind (default clean=12,slips=10,noisy=4,reversed=2,rushed=3,"
+                        "duplicate=4,shifted=5: train.economic_truth.DEFAULT_POOL)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pool, the retrains and the warm start (default 0)")
     p.add_argument("--config", default="dishwashing", help="task config for the valuation settings (default dishwashing)")
     p.add_argument("--out", required=True, help="folder to write (created)")
@@ -133,6 +134,8 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
               f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |",
+              *([f"| coverage of the quotes' intervals (clipped at 0) vs realized clipped at 0 | "
+                 f"{card['coverage_clipped']:.3f} | | |"] if "coverage_clipped" in card else []),
               f"| spearman of novelty_score alone vs realized | {card['spearman_novelty']:.3f} | | |",
               f"| spearman of causal_gain alone vs realized | {card['spearman_causal_gain']:.3f} | | |",
               *([f"| spearman of tracin_signed alone vs realized | {card['spearman_tracin_signed']:.3f} | | |"]
@@ -258,8 +261,9 @@ def main(argv=None) -> int:
               f"robots each" + (f", training seeds shared by the subsets: {cfg.retrain.seeds}" if cfg.retrain.seeds else "")
               + f"; causal_gain: TracIn on the {'student' if cfg.causal == 'student' else 'BC ensemble'}; "
               "scores are against the raw realized gains",
-              "- the interval coverage of `trueup_summary.csv` (valuation.reconcile) is that of the quotes' "
-              "intervals, clipped at 0 like the price; the one below is the value model's own"]
+              "- coverage is that of the value model's own 80% intervals (E[ΔMPL] ± z·std, negatives kept) around "
+              "the raw realized gains; `trueup_summary.csv` (valuation.reconcile) reports the quotes' intervals, "
+              "clipped at 0 like the price"]
     write_record(res, out, title, header)
     if args.record:
         rec = Path(args.record)

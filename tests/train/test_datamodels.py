@@ -61,3 +61,15 @@ def test_pool_kinds_rushed_duplicate_shifted():
     np.testing.assert_array_equal(pool["obs"][1], pool["obs"][0])
     assert np.abs(pool["act"][2]).max() > 0.95 >= np.abs(pool["act"][0]).max()  # at full speed
     assert not np.allclose(pool["obs"][3], pool["obs"][0])
+
+
+def test_pool_slips_reverse_a_graded_share_of_their_steps():
+    env = PointDeliver(episode_length=20)
+    kinds = ["clean", "slips", "clean", "slips", "slips"]
+    pool = demonstration_pool(env, expert, jax.random.PRNGKey(0), kinds)
+    clean = demonstration_pool(env, expert, jax.random.PRNGKey(0), ["clean"] * 5)  # same scenes, no slips
+    np.testing.assert_array_equal(pool["obs"], clean["obs"])
+    flipped = np.all(np.isclose(pool["act"], -clean["act"]) & ~np.isclose(clean["act"], 0.0), axis=-1)
+    # the j-th of 3 slips errs on (j + 1) / 4 of its 20 steps: 5, 10, 15; the clean ones on none
+    np.testing.assert_array_equal(flipped.sum(1), [0, 5, 0, 10, 15])
+    np.testing.assert_array_equal(pool["act"][0], clean["act"][0])

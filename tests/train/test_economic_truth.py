@@ -72,6 +72,18 @@ def test_cli_writes_the_record_and_closes_the_loop_through_reconcile(tmp_path):
     realized = pd.read_csv(out / "realized_mpl.csv")
     assert len(study) == len(realized) == 8 and set(trueups["datapoint_id"]) == set(study["datapoint_id"])
     assert study.loc[study["kind"] == "reversed", "causal_gain"].iloc[0] >= 0  # the engine's feature stays >= 0
+    # coverage is the model's own interval around the raw gain; the quotes' is clipped at 0 as priced
+    assert np.all(study["pred_raw_lower"] <= study["pred_raw_mean"]) and np.all(study["pred_lower"] >= 0)
+    raw = np.mean((study["realized"] >= study["pred_raw_lower"]) & (study["realized"] <= study["pred_raw_upper"]))
+    assert f"| coverage | {raw:.3f} |" in md
+
+
+def test_cli_help_states_the_default_pool():
+    from train.economic_truth import DEFAULT_POOL
+    from train.economic_truth_cli import build_parser
+
+    text = "".join(build_parser().format_help().split())  # argparse wraps inside long words
+    assert "default" + ",".join(f"{k}={n}" for k, n in DEFAULT_POOL) in text
 
 
 def test_on_policy_rows_and_student_tracin_on_a_trained_student():
