@@ -159,7 +159,7 @@ def curriculum_end(env_params):
 
 
 def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_states: bool = False,
-                   steps: int = 0, keys=None, per_robot: bool = False):
+                   steps: int = 0, keys=None, per_robot: bool = False, record: Callable | None = None):
     """Runs ``num_envs`` robots for one full episode with ``actor(states, env_params) -> actions``, no auto-reset.
 
     The actor sees the whole batched state, so a scripted expert and a policy are judged by the same loop.
@@ -169,18 +169,22 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_
     Args:
       keys: [num_envs] the robots' scene keys (default: ``key`` split ``num_envs`` ways).
       per_robot: return each robot's final metrics [num_envs] (and ``episode_return``) instead of means.
+      record: ``(states, t) -> pytree`` of the batched states each step acts from (a finished robot's held
+        state), e.g. their observations and an expert's labels; stacked over the steps, [T, ...].
 
     Returns:
       dict of scalars -- the economics of the episode (mean over robots), ``episode_return`` and
-      ``success_rate`` (fraction of robots meeting both parity conditions) -- plus, with
-      ``return_states``, robot 0's per-step ``pipeline_state.qpos`` [T, nq] (for rendering).
+      ``success_rate`` (fraction of robots meeting both parity conditions) -- then, with
+      ``return_states``, robot 0's per-step ``pipeline_state.qpos`` [T, nq] (for rendering), and with
+      ``record`` its stacked outputs (a tuple when there is more than the dict).
     """
     econ = env_params.econ
     keys = jax.random.split(key, num_envs) if keys is None else keys
     s = vmap_robots(env.reset, (0, None))(keys, env_params)
 
-    def body(carry, _):
+    def body(carry, t):
         s, alive, ret, final = carry
+        seen = record(s, t) if record is not None else None
         s2 = vmap_robots(env.step, (0, 0, None))(s, actor(s, env_params), env_params)
         ret = ret + alive * s2.reward
         final = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), s2.metrics, final)
@@ -190,19 +194,18 @@ def evaluate_actor(env, env_params, actor: Callable, key, num_envs: int, return_
         if return_states:  # robot 0 only; qpos suffices for MuJoCo rendering
             ps = s2.pipeline_state
             rec = ps.qpos[0] if hasattr(ps, "qpos") else jax.tree.map(lambda x: x[0], ps)
-        return (s, alive_next, ret, final), rec
+        return (s, alive_next, ret, final), (rec, seen)
 
     ones = jnp.ones((num_envs,), jnp.float32)
-    (s, _, ret, final), states = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), None,
-                                                 length=min(steps, env.episode_length) if steps else env.episode_length)
+    length = min(steps, env.episode_length) if steps else env.episode_length
+    (s, _, ret, final), (states, seen) = jax.lax.scan(body, (s, ones, 0.0 * ones, s.metrics), jnp.arange(length))
     if per_robot:
         out = {**final, "episode_return": ret}
     else:
         out = summarize_episodes(final, econ)
         out["episode_return"] = jnp.mean(ret)
-    if return_states:
-        return out, states
-    return out
+    extra = ((states,) if return_states else ()) + ((seen,) if record is not None else ())
+    return (out, *extra) if extra else out
 
 
 def evaluate_policy(env, env_params, act: Callable, key, num_envs: int, return_states: bool = False,

@@ -44,7 +44,7 @@ import numpy as np
 from valuation import causal_gain as cg, truth
 from valuation.novelty import embedding_novelty
 
-from .acting import hold_finished
+from .acting import evaluate_actor
 from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
                          seed_groups, subset_masks)
 
@@ -136,7 +136,8 @@ def warm_start_student(env, expert, rounds: int, seed: int = 0, num_envs: int = 
 
 def on_policy_rows(env, actor, expert, key, robots: int, steps: int, params=None) -> dict:
     """The states a policy visits, labelled by the expert (one DAgger round at beta 0): ``robots`` fresh
-    scenes, ``steps`` control steps each, the policy acting.
+    scenes, ``steps`` control steps each, the policy acting (:func:`train.acting.evaluate_actor`'s loop:
+    a robot whose episode ends early stays at its last state).
 
     Args:
       actor: ``obs [O] -> action [A]`` (the deployed policy, deterministic).
@@ -146,25 +147,20 @@ def on_policy_rows(env, actor, expert, key, robots: int, steps: int, params=None
       {'obs' [R, T, O], 'act' [R, T, A] (the expert's labels), 'mp' [R] (the policy's MPᵣ on these scenes)}.
     """
     params = env.default_params if params is None else params
+    per_robot = jax.vmap(jax.random.split)(jax.random.split(key, robots))  # [R, 2]: scene key, label key
 
-    def episode(k):
-        k_reset, k_run = jax.random.split(k)
+    def label(s, t):
+        ks = jax.vmap(jax.random.fold_in, (0, None))(per_robot[:, 1], t)
+        return s.obs, jax.vmap(expert, (0, 0, None))(s, ks, params)
 
-        def body(carry, kk):  # as evaluate_actor: a robot whose episode ends early stays at its last state
-            s, alive, mp = carry
-            label = expert(s, kk, params)
-            s2 = env.step(s, actor(s.obs), params)
-            mp = jnp.where(alive > 0, s2.metrics["mp"], mp)
-            alive_next = alive * (1.0 - s2.done)
-            return (hold_finished(alive_next > 0, s2, s), alive_next, mp), (s.obs, label)
+    @jax.jit
+    def run():
+        return evaluate_actor(env, params, lambda s, _: jax.vmap(actor)(s.obs), None, robots, keys=per_robot[:, 0],
+                              steps=steps, per_robot=True, record=label)
 
-        s0 = env.reset(k_reset, params)
-        (_, _, mp), (obs, act) = jax.lax.scan(body, (s0, jnp.float32(1.0), s0.metrics["mp"]),
-                                              jax.random.split(k_run, steps))
-        return obs, act, mp
-
-    obs, act, mp = jax.jit(jax.vmap(episode))(jax.random.split(key, robots))
-    return {"obs": np.asarray(obs, np.float32), "act": np.asarray(act, np.float32), "mp": np.asarray(mp)}
+    final, (obs, act) = run()
+    return {"obs": np.asarray(obs, np.float32).swapaxes(0, 1), "act": np.asarray(act, np.float32).swapaxes(0, 1),
+            "mp": np.asarray(final["mp"])}
 
 
 def student_from_policy(env, spec, expert, robots: int = 16, seed: int = 0, log=print) -> tuple[Student, dict]:
@@ -418,6 +414,12 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
                            quotes, masks2[parts["lds"]], mp2[parts["lds"]])
     card["spearman_clipped"] = truth.spearman(pred["raw_mean"], np.maximum(g["gain"], 0.0))
     card["coverage_clipped"] = truth.coverage(np.maximum(g["gain"], 0.0), pred["lower"], pred["upper"])
+    # the measurement's own precision, beside the true-up goal: a true-up within 20% of the premium needs a
+    # realized gain known to within ~20%; this is the median half-width of its 80% bootstrap interval as a
+    # share of the gain, over the datapoints with a positive gain (the ones that can carry a premium)
+    pos = g["gain"] > 0
+    card["realized_rel_halfwidth_pct"] = (float(np.median(100 * (g["hi"] - g["lo"])[pos] / (2 * g["gain"][pos])))
+                                          if pos.any() else float("nan"))
     # each feature alone against the realized gains: what the value model has to work with. A model whose
     # slopes shrink to 0 predicts the other folds' mean, which is anti-correlated with the held-out gains
     card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])

@@ -133,6 +133,9 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
         lines.append(f"| {name} | {card[name]:.3f} | {goal} | {'yes' if met else 'no'} |")
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
+              *([f"| median 80% half-width of a positive realized gain, % of the gain (the measurement's own "
+                 f"precision, beside the true-up goal) | {card['realized_rel_halfwidth_pct']:.1f} | | |"]
+                if "realized_rel_halfwidth_pct" in card else []),
               f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |",
               *([f"| coverage of the quotes' intervals (clipped at 0) vs realized clipped at 0 | "
                  f"{card['coverage_clipped']:.3f} | | |"] if "coverage_clipped" in card else []),
