@@ -414,12 +414,11 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
                            quotes, masks2[parts["lds"]], mp2[parts["lds"]])
     card["spearman_clipped"] = truth.spearman(pred["raw_mean"], np.maximum(g["gain"], 0.0))
     card["coverage_clipped"] = truth.coverage(np.maximum(g["gain"], 0.0), pred["lower"], pred["upper"])
-    # the measurement's own precision, beside the true-up goal: a true-up within 20% of the premium needs a
-    # realized gain known to within ~20%; this is the median half-width of its 80% bootstrap interval as a
-    # share of the gain, over the datapoints with a positive gain (the ones that can carry a premium)
-    pos = g["gain"] > 0
-    card["realized_rel_halfwidth_pct"] = (float(np.median(100 * (g["hi"] - g["lo"])[pos] / (2 * g["gain"][pos])))
-                                          if pos.any() else float("nan"))
+    # the measurement's own precision, beside the true-up goal: a true-up within 20% of the premium needs the
+    # realized gain known to within ~20% of the quoted E[ΔMPL]
+    card["realized_halfwidth"] = float(np.median(g["hi"] - g["lo"]) / 2)  # median 80% bootstrap half-width
+    priced = np.asarray([q.premium_cents > 0 for q in quotes])
+    card["priced_expected_median"] = float(np.median(pred["mean"][priced])) if priced.any() else float("nan")
     # each feature alone against the realized gains: what the value model has to work with. A model whose
     # slopes shrink to 0 predicts the other folds' mean, which is anti-correlated with the held-out gains
     card["spearman_novelty"] = truth.spearman(features[:, 0], g["gain"])

@@ -133,9 +133,10 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
         lines.append(f"| {name} | {card[name]:.3f} | {goal} | {'yes' if met else 'no'} |")
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
               f"| split-half reliability of realized gains | {res['reliability']:.3f} | | |",
-              *([f"| median 80% half-width of a positive realized gain, % of the gain (the measurement's own "
-                 f"precision, beside the true-up goal) | {card['realized_rel_halfwidth_pct']:.1f} | | |"]
-                if "realized_rel_halfwidth_pct" in card else []),
+              *([f"| realized gains known to ± (median half-width of their 80% bootstrap intervals, units/h) | "
+                 f"{card['realized_halfwidth']:.3f} | | |",
+                 f"| median E[ΔMPL] of a quote with a premium (a true-up within 20% needs the gain to ± a fifth "
+                 f"of it) | {card['priced_expected_median']:.3f} | | |"] if "realized_halfwidth" in card else []),
               f"| spearman vs realized clipped at 0 (what is billed) | {card['spearman_clipped']:.3f} | | |",
               *([f"| coverage of the quotes' intervals (clipped at 0) vs realized clipped at 0 | "
                  f"{card['coverage_clipped']:.3f} | | |"] if "coverage_clipped" in card else []),
