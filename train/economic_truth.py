@@ -46,7 +46,7 @@ from valuation.novelty import embedding_novelty
 
 from .acting import evaluate_actor
 from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, make_retrain, realized_gains,
-                         seed_groups, subset_masks)
+                         seed_groups, slip_fraction, subset_masks)
 
 DEFAULT_POOL = (("clean", 12), ("slips", 10), ("noisy", 4), ("reversed", 2), ("rushed", 3), ("duplicate", 4),
                 ("shifted", 5))
@@ -426,7 +426,13 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     card["spearman_tracin_signed"] = truth.spearman(signed, g["gain"])
     if on_student is not None:
         card["spearman_tracin_student"] = truth.spearman(on_student, g["gain"])
-    table = {"datapoint_id": pool["id"], "kind": pool["kind"], "novelty_score": features[:, 0],
+    # the slips carry a planted dose of harm (the share of steps they reverse): a ranking known without any
+    # retraining, against which the measurement and the prediction can each be checked
+    dose, slips = slip_fraction(kinds), np.asarray(kinds) == "slips"
+    if slips.sum() >= 3:
+        for name, v in (("realized", g["gain"]), ("predicted", pred["raw_mean"]), ("tracin", signed)):
+            card[f"dose_spearman_{name}"] = truth.spearman(v[slips], -dose[slips])
+    table = {"datapoint_id": pool["id"], "kind": pool["kind"], "slip_fraction": dose, "novelty_score": features[:, 0],
              "causal_gain": features[:, 1], "tracin_signed": signed,
              **({} if on_student is None else {"tracin_student": on_student}),
              "realized": g["gain"], "realized_lo": g["lo"], "realized_hi": g["hi"],

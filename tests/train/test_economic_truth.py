@@ -56,7 +56,7 @@ def test_cli_writes_the_record_and_closes_the_loop_through_reconcile(tmp_path):
     from train.economic_truth_cli import main
 
     out = tmp_path / "out"
-    assert main(["--pool", "clean=6,reversed=1,noisy=1", "--subsets", "16", "--sgd-steps", "60", "--eval-envs", "8",
+    assert main(["--pool", "clean=6,reversed=1,noisy=1,slips=3", "--subsets", "16", "--sgd-steps", "60", "--eval-envs", "8",
                  "--removal", "0.25", "--repeats", "1", "--loo", "2", "--folds", "2", "--out", str(out),
                  "--record", str(tmp_path / "rec" / "truth")]) == 0
     md = (out / "economic_truth.md").read_text()
@@ -70,7 +70,9 @@ def test_cli_writes_the_record_and_closes_the_loop_through_reconcile(tmp_path):
 
     study, trueups = pd.read_csv(out / "study.csv"), pd.read_csv(out / "trueup_summary.csv")
     realized = pd.read_csv(out / "realized_mpl.csv")
-    assert len(study) == len(realized) == 8 and set(trueups["datapoint_id"]) == set(study["datapoint_id"])
+    assert len(study) == len(realized) == 11 and set(trueups["datapoint_id"]) == set(study["datapoint_id"])
+    assert sorted(study.loc[study["kind"] == "slips", "slip_fraction"]) == [0.25, 0.5, 0.75]
+    assert md.count("slips only: spearman of the") == 3
     assert study.loc[study["kind"] == "reversed", "causal_gain"].iloc[0] >= 0  # the engine's feature stays >= 0
     # coverage is the model's own interval around the raw gain; the quotes' is clipped at 0 as priced
     assert np.all(study["pred_raw_lower"] <= study["pred_raw_mean"]) and np.all(study["pred_lower"] >= 0)
