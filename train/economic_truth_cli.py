@@ -146,9 +146,10 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
                 if "spearman_tracin_signed" in card else []),
               *([f"| spearman of tracin_student alone vs realized (TracIn on the student, its states) | "
                  f"{card['spearman_tracin_student']:.3f} | | |"] if "spearman_tracin_student" in card else []),
-              *([f"| slips only: spearman of the {name} gain vs the planted dose of harm (− share of steps "
+              *([f"| slips only: spearman of {name} vs the planted dose of harm (− share of steps "
                  f"reversed; known without retraining) | {card['dose_spearman_' + key]:.3f} | | |"
-                 for key, name in (("realized", "realized"), ("predicted", "predicted"), ("tracin", "signed TracIn"))]
+                 for key, name in (("realized", "the realized gain"), ("predicted", "the predicted gain"),
+                                   ("tracin", "signed TracIn"))]
                 if "dose_spearman_realized" in card else []), "",
               "Tier confusion (rows: predicted tier 0/1/2, columns: realized):", ""]
     lines += ["    " + " ".join(f"{int(v):4d}" for v in row) for row in card["tier_confusion"]]
