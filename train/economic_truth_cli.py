@@ -1,6 +1,6 @@
 """``python -m train.economic_truth``: the economic-truth study (train/economic_truth.py) from the shell.
 
-Example (the point task, 3 minutes on 2 CPU cores; the README has the dishwashing commands)::
+Example (the point task, 3-7 minutes on 2 CPU cores; the README has the dishwashing commands)::
 
     python -m train.economic_truth --env envs.point:PointDeliver --out runs/truth_point
 
