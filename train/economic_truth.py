@@ -290,7 +290,9 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
       (quotes in datapoint order, {'mean', 'lower', 'upper', 'kappa', 'raw_mean', 'raw_lower', 'raw_upper'}
       [N] each). ``mean``, ``lower``, ``upper`` are the quotes' (clipped at 0, as priced); ``raw_*`` the
       value model's own prediction and interval (``raw_mean`` ± z·std, z the Normal quantile of
-      ``confidence_level``), negative values kept: what a raw realized gain is scored against.
+      ``confidence_level``), negative values kept: what a raw realized gain is scored against. ``fitted``
+      is 0 where the fold's history held fewer than ``min_samples_for_fit`` rows: that quote is E[ΔMPL] = 0
+      at the κ floor, and its interval has zero width around the unfitted model's raw mean.
     """
     from valuation.quote import quote_batch
 
@@ -303,7 +305,8 @@ def cross_fit_quotes(features, gains, ids, settings, folds: int, seed: int = 0, 
         members = rng.permutation(np.flatnonzero(strata == s_))
         fold[members] = (start + np.arange(len(members))) % folds
         start += len(members)
-    quotes, pred = [None] * n, {k: np.zeros(n) for k in ("mean", "lower", "upper", "kappa", "raw_mean", "std")}
+    quotes, pred = [None] * n, {k: np.zeros(n) for k in ("mean", "lower", "upper", "kappa", "raw_mean", "std",
+                                                         "fitted")}
     for f in range(folds):
         test, hist = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         batch = quote_batch(features[hist], gains[hist], [ids[i] for i in test], features[test],
@@ -417,6 +420,11 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     # the measurement's own precision, beside the true-up goal: a true-up within 20% of the premium needs the
     # realized gain known to within ~20% of the quoted E[ΔMPL]
     card["realized_halfwidth"] = float(np.median(g["hi"] - g["lo"]) / 2)  # median 80% bootstrap half-width
+    card["unfitted"] = int(np.sum(pred["fitted"] == 0))
+    if card["unfitted"]:
+        log(f"warning: the value model was not fitted for {card['unfitted']} of {n} datapoints (their fold's "
+            f"history held fewer than min_samples_for_fit = {settings.data_valuation.min_samples_for_fit} rows; "
+            f"lower --folds or enlarge the pool)")
     priced = np.asarray([q.premium_cents > 0 for q in quotes])
     card["priced_expected_median"] = float(np.median(pred["mean"][priced])) if priced.any() else float("nan")
     # each feature alone against the realized gains: what the value model has to work with. A model whose

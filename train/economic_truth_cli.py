@@ -128,7 +128,12 @@ def write_record(res: dict, out: Path, title: str, header: list[str] | None = No
     fig.tight_layout()
     fig.savefig(out / "economic_truth.png", dpi=110)
     plt.close(fig)
-    lines = [f"# {title}", "", *(header or []), "", "| score | value | goal | met |", "|---|---:|---|---|"]
+    lines = [f"# {title}", "", *(header or []),
+             *([f"- **the value model was not fitted** for {card['unfitted']} of {len(card['trueup_pct'])} datapoints: "
+                "their fold's history held fewer than `min_samples_for_fit` rows, so their quotes are E[ΔMPL] = 0 "
+                "at the κ floor and their intervals have zero width (use fewer --folds or a larger pool)"]
+               if card.get("unfitted") else []),
+             "", "| score | value | goal | met |", "|---|---:|---|---|"]
     for name, (goal, met) in card["goals"].items():
         lines.append(f"| {name} | {card[name]:.3f} | {goal} | {'yes' if met else 'no'} |")
     lines += [f"| lds | {card['lds']:.3f} | (higher is better) | |",
@@ -270,7 +275,8 @@ def main(argv=None) -> int:
               f"robots each" + (f", training seeds shared by the subsets: {cfg.retrain.seeds}" if cfg.retrain.seeds else "")
               + f"; causal_gain: TracIn on the {'student' if cfg.causal == 'student' else 'BC ensemble'}; "
               "scores are against the raw realized gains",
-              "- coverage is that of the value model's own 80% intervals (E[ΔMPL] ± z·std, negatives kept) around "
+              f"- coverage is that of the value model's own {100 * settings.data_valuation.confidence_level:g}% "
+              "intervals (E[ΔMPL] ± z·std, negatives kept) around "
               "the raw realized gains; `trueup_summary.csv` (valuation.reconcile) reports the quotes' intervals, "
               "clipped at 0 like the price"]
     write_record(res, out, title, header)

@@ -72,7 +72,9 @@ def test_cli_writes_the_record_and_closes_the_loop_through_reconcile(tmp_path):
     realized = pd.read_csv(out / "realized_mpl.csv")
     assert len(study) == len(realized) == 11 and set(trueups["datapoint_id"]) == set(study["datapoint_id"])
     assert sorted(study.loc[study["kind"] == "slips", "slip_fraction"]) == [0.25, 0.5, 0.75]
-    assert md.count("slips only: spearman of the") == 3
+    assert md.count("| slips only: spearman of ") == 3
+    # 2 folds of 11 datapoints leave 5-6 history rows, fewer than min_samples_for_fit (10): said, not hidden
+    assert "the value model was not fitted** for 11 of 11" in md and (study["pred_fitted"] == 0).all()
     assert study.loc[study["kind"] == "reversed", "causal_gain"].iloc[0] >= 0  # the engine's feature stays >= 0
     # coverage is the model's own interval around the raw gain; the quotes' is clipped at 0 as priced
     assert np.all(study["pred_raw_lower"] <= study["pred_raw_mean"]) and np.all(study["pred_lower"] >= 0)
