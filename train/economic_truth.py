@@ -3,7 +3,9 @@
 ``python -m train.economic_truth --env envs.point:PointDeliver --out runs/truth_point`` (the CLI is
 :mod:`train.economic_truth_cli`)
 
-1. A pool of demonstrations of several kinds (:func:`train.datamodels.demonstration_pool`).
+1. A pool of demonstrations of several kinds (:func:`train.datamodels.demonstration_pool`). The ``slips``
+   carry a planted dose of harm (the share of steps whose labels they reverse): a ranking known without
+   retraining, against which the record checks both the realized gains and the predictions.
 2. Realized ΔMPL of each by counterfactual retraining: M students on random subsets, all in one
    jitted program, and a ridge datamodel (:mod:`train.datamodels`); split-half reliability from
    the gains of the first and the second half of the retrains.
