@@ -43,6 +43,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
+from envs.batching import vmap_robots
 from valuation import causal_gain as cg, truth
 from valuation.novelty import embedding_novelty
 
@@ -153,7 +154,7 @@ def on_policy_rows(env, actor, expert, key, robots: int, steps: int, params=None
 
     def label(s, t):
         ks = jax.vmap(jax.random.fold_in, (0, None))(per_robot[:, 1], t)
-        return s.obs, jax.vmap(expert, (0, 0, None))(s, ks, params)
+        return s.obs, vmap_robots(expert, (0, 0, None))(s, ks, params)  # as imitation batches the expert
 
     @jax.jit
     def run():
