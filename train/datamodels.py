@@ -231,7 +231,10 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
     def train_one(key, obs, act, mask, mean, std):
         k_init, k_fit = jax.random.split(key)
         row_w = jnp.repeat(mask, steps)  # [rows]
-        logits = jnp.log(jnp.maximum(row_w, 1e-30))
+        # the subset's rows first (a stable sort keeps their order), so a uniform draw among its first
+        # ``count`` entries picks a row of the subset uniformly; a categorical draw over all rows would cost
+        # a Gumbel sample per pool row per minibatch row (most of the study's time on a CPU)
+        members, count = jnp.argsort(-row_w, stable=True), jnp.sum(row_w).astype(jnp.int32)
         if student is None:
             params = net.init(k_init, jnp.zeros((1, env.observation_size)))
             row_loss = lambda p, o, a: jnp.mean((policy(p, o, mean, std) - a) ** 2)  # noqa: E731
@@ -242,9 +245,9 @@ def make_retrain(env, cfg: RetrainConfig, num_points: int, steps: int, student: 
 
         def draw(k):  # the first ``half`` rows from the subset, the rest (if any) from the base rows
             if not with_base:
-                return jax.random.categorical(k, logits, shape=(half,))
+                return members[jax.random.randint(k, (half,), 0, count)]
             k1, k2 = jax.random.split(k)
-            return jnp.concatenate([jax.random.categorical(k1, logits, shape=(half,)),
+            return jnp.concatenate([members[jax.random.randint(k1, (half,), 0, count)],
                                     jax.random.randint(k2, (cfg.batch_size - half,), 0, len(base_o))])
 
         def loss(p, idx):

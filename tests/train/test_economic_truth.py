@@ -15,7 +15,7 @@ from valuation import settings as vsettings
 def test_reversed_demonstration_realized_negative_and_predicted_below_clean():
     env = PointDeliver()
     cfg = StudyConfig(pool=(("clean", 12), ("reversed", 3), ("noisy", 2), ("duplicate", 2), ("shifted", 2)),
-                      retrain=RetrainConfig(subsets=40), removal=(0.2,), repeats=1, loo=3, folds=3)
+                      retrain=RetrainConfig(subsets=96), removal=(0.2,), repeats=1, loo=3, folds=3)
     res = run_study(env, expert, cfg, vsettings.load("dishwashing"), shifted_params=shifted_params(env),
                     log=lambda *_: None)
     t = res["table"]
