@@ -21,7 +21,11 @@ Pool kinds (:func:`demonstration_pool`):
   drawn at random (a dose of harm that rises across the kind, so the true gains differ by more than the
   retraining noise);
 * ``duplicate`` — a near-copy (labels + 1e-3 noise) of the last earlier non-duplicate datapoint;
-* ``shifted`` — a clean demonstration on a scene of a shifted distribution (``shifted_params``).
+* ``shifted`` — a clean demonstration on a scene of a shifted distribution (``shifted_params``);
+* ``correction`` — a DAgger correction: the states a robot that is not the expert visits, each labelled
+  with the expert's action there. The robot is ``actor`` (in the study, the deployed student) or, without
+  one, the expert with Gaussian noise of std ``drift`` on the actions it executes (its labels stay clean):
+  off the expert's path, the states a learner drifts into and the way back from them.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from vpjax.schema import FieldError
 from .acting import evaluate_actor
 from .networks import MLP
 
-KINDS = ("clean", "noisy", "reversed", "slips", "rushed", "duplicate", "shifted")
+KINDS = ("clean", "noisy", "reversed", "slips", "rushed", "duplicate", "shifted", "correction")
 OUTCOMES = ("mp", "error_rate", "implied_wage")  # what each retrained student is measured by
 
 
@@ -91,7 +95,8 @@ class RetrainConfig:
 
 
 def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int | None = None,
-                       noise: float = 0.3, shifted_params=None) -> dict:
+                       noise: float = 0.3, shifted_params=None, actor: Callable | None = None,
+                       drift: float = 0.5) -> dict:
     """One demonstration episode per entry of ``kinds``, each on its own scene.
 
     Args:
@@ -100,6 +105,8 @@ def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int 
       steps: control steps per demonstration (default: the episode).
       noise: std of the ``noisy`` kind's label noise.
       shifted_params: the env params the ``shifted`` kind's scenes are drawn with.
+      actor: ``obs [O] -> action [A]``, the robot whose states a ``correction`` labels (deterministic);
+        None: the expert, its executed actions perturbed by Gaussian noise of std ``drift``.
 
     Returns:
       {'obs' [N, T, obs], 'act' [N, T, action] (the labels), 'kind' [N] str, 'id' [N] str (content hash)}.
@@ -116,24 +123,33 @@ def demonstration_pool(env, expert: Callable, key, kinds: list[str], steps: int 
     kind = np.asarray(kinds)
     source = _duplicate_sources(kinds)
 
-    def episode(k, rush, params):
+    corrects = "correction" in kinds
+
+    def episode(k, rush, correct, params):
         k_reset, k_run = jax.random.split(k)
         s0 = env.reset(k_reset, params)
 
         def body(s, kk):
             a = expert(s, kk, params)
             a = jnp.where(rush, jnp.clip(2.0 * a, -1.0, 1.0), a)
-            return env.step(s, a, params), (s.obs, a)
+            if not corrects:
+                return env.step(s, a, params), (s.obs, a)
+            if actor is None:  # the expert, drifting: the label is its clean action, the step a perturbed one
+                drive = jnp.clip(a + drift * jax.random.normal(jax.random.fold_in(kk, 1), a.shape), -1.0, 1.0)
+            else:
+                drive = actor(s.obs)
+            return env.step(s, jnp.where(correct, drive, a), params), (s.obs, a)
 
         _, (obs, act) = jax.lax.scan(body, s0, jax.random.split(k_run, steps))
         return obs, act
 
-    run = jax.jit(jax.vmap(episode, (0, 0, None)))
+    run = jax.jit(jax.vmap(episode, (0, 0, 0, None)))
     k_eps, k_noise = jax.random.split(key)
     keys = jax.random.split(k_eps, len(kinds))
-    obs, act = run(keys, jnp.asarray(kind == "rushed"), env.default_params)
+    obs, act = run(keys, jnp.asarray(kind == "rushed"), jnp.asarray(kind == "correction"), env.default_params)
     if "shifted" in kinds:
-        o2, a2 = run(keys, jnp.zeros(len(kinds), bool), shifted_params)
+        none = jnp.zeros(len(kinds), bool)
+        o2, a2 = run(keys, none, none, shifted_params)
         sel = jnp.asarray(kind == "shifted")[:, None, None]
         obs, act = jnp.where(sel, o2, obs), jnp.where(sel, a2, act)
     noise_rows = jax.random.normal(k_noise, act.shape)

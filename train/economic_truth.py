@@ -5,7 +5,9 @@
 
 1. A pool of demonstrations of several kinds (:func:`train.datamodels.demonstration_pool`). The ``slips``
    carry a planted dose of harm (the share of steps whose labels they reverse): a ranking known without
-   retraining, against which the record checks both the realized gains and the predictions.
+   retraining, against which the record checks both the realized gains and the predictions. The
+   ``correction`` datapoints are DAgger corrections of the deployed student (the states it visits,
+   labelled by the expert), or of a drifting expert when the students start fresh.
 2. Realized ΔMPL of each by counterfactual retraining: M students on random subsets, all in one
    jitted program, and a ridge datamodel (:mod:`train.datamodels`); split-half reliability from
    the gains of the first and the second half of the retrains.
@@ -52,7 +54,7 @@ from .datamodels import (RetrainConfig, Student, datamodel, demonstration_pool, 
                          seed_groups, slip_fraction, subset_masks)
 
 DEFAULT_POOL = (("clean", 12), ("slips", 10), ("noisy", 4), ("reversed", 2), ("rushed", 3), ("duplicate", 4),
-                ("shifted", 5))
+                ("shifted", 5), ("correction", 4))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,7 +378,9 @@ def run_study(env, expert, cfg: StudyConfig, settings, shifted_params=None, step
     k_pool, k_val, k_m1, k_r1, k_feat, k_m2, k_r2 = jax.random.split(key, 7)
     kinds = cfg.kinds()
     steps = steps or env.episode_length
-    pool = demonstration_pool(env, expert, k_pool, kinds, steps=steps, shifted_params=shifted_params)
+    # a correction labels the states the deployed student visits; without a student, those of a drifting expert
+    actor = None if student is None else (lambda o: student.apply(student.params, o[None])[0])
+    pool = demonstration_pool(env, expert, k_pool, kinds, steps=steps, shifted_params=shifted_params, actor=actor)
     val = demonstration_pool(env, expert, k_val, ["clean"] * cfg.val_episodes, steps=steps)
     n, rc = len(kinds), cfg.retrain
     log(f"pool: {n} demonstrations x {steps} steps; retraining {rc.subsets} students x 2 calls")

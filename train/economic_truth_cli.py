@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=4, help="cross-fitting folds of the value model (default 4)")
     p.add_argument("--pool", default=None, metavar="KIND=N,...",
                    help="demonstrations of each kind (default clean=12,slips=10,noisy=4,reversed=2,rushed=3,"
-                        "duplicate=4,shifted=5: train.economic_truth.DEFAULT_POOL)")
+                        "duplicate=4,shifted=5,correction=4: train.economic_truth.DEFAULT_POOL)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pool, the retrains and the warm start (default 0)")
     p.add_argument("--config", default="dishwashing", help="task config for the valuation settings (default dishwashing)")
     p.add_argument("--out", required=True, help="folder to write (created)")

@@ -73,3 +73,23 @@ def test_pool_slips_reverse_a_graded_share_of_their_steps():
     # the j-th of 3 slips errs on (j + 1) / 4 of its 20 steps: 5, 10, 15; the clean ones on none
     np.testing.assert_array_equal(flipped.sum(1), [0, 5, 0, 10, 15])
     np.testing.assert_array_equal(pool["act"][0], clean["act"][0])
+
+
+def test_pool_corrections_label_the_states_another_robot_visits_with_the_experts_action():
+    env = PointDeliver(episode_length=20)
+    key, step = jax.random.PRNGKey(0), float(env.default_params.max_step)
+    clean = demonstration_pool(env, expert, key, ["clean", "clean"])
+    drift = demonstration_pool(env, expert, key, ["clean", "correction"])  # same scenes, a drifting expert
+    actor = demonstration_pool(env, expert, key, ["correction"], actor=lambda o: -0.5 * o[:2])
+    np.testing.assert_array_equal(drift["obs"][0], clean["obs"][0])
+    assert not np.allclose(drift["obs"][1], clean["obs"][1])  # the perturbed steps took it off the expert's path
+
+    def expert_mean(o):  # the scripted expert's action at an observation, without its 0.03 noise
+        a = (np.where(o[:, 8:9] > 0, o[:, 4:6], o[:, 2:4]) - o[:, :2]) / step
+        return np.clip(a / np.maximum(1.0, np.abs(a).max(1, keepdims=True) / 0.9), -0.95, 0.95)
+
+    for pool in (drift, actor):  # every label is the expert's action at the state the robot visited
+        np.testing.assert_allclose(pool["act"][-1], expert_mean(pool["obs"][-1]), atol=0.15)
+    moves = lambda o: np.diff(o[:, :2], axis=0) / step  # noqa: E731  the actions the robot executed
+    np.testing.assert_allclose(moves(actor["obs"][0]), -0.5 * actor["obs"][0, :-1, :2], atol=1e-4)
+    assert np.abs(moves(drift["obs"][1]) - drift["act"][1, :-1]).mean() > 0.2  # it did not follow its labels
