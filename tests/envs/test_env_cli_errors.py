@@ -22,15 +22,28 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, names", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_env_cli_refuses_bad_input_in_one_line(tmp_path, args, names):
+def test_env_cli_refuses_bad_input_in_one_line(tmp_path, capsys, args, names):
+    """In this process, through the module's own ``_main`` (a subprocess per case cost ~5 s of start-up)."""
+    from envs.dishwashing import _main
+
     argv = [a.format(tmp=tmp_path) for a in args]
-    # runpy warns that envs/__init__.py imported envs.dishwashing before running it as __main__; that
-    # warning is about the package layout, not about the input, so it is silenced here
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONWARNINGS": "ignore::RuntimeWarning:runpy"}
-    p = subprocess.run([sys.executable, "-m", "envs.dishwashing", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env=env)
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and len(lines) == 1, (argv, p.returncode, p.stderr[-3000:])
+    try:
+        rc = _main(argv)
+    except SystemExit as e:  # argparse's own refusals exit with status 2
+        rc = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, (argv, rc, err[-3000:])
     for name in names:
         assert name in lines[0], (name, lines[0])
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_real_command_refuses_in_one_line(tmp_path):
+    # runpy warns that envs/__init__.py imported envs.dishwashing before running it as __main__; that
+    # warning is about the package layout, not about the input, so it is silenced here
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONWARNINGS": "ignore::RuntimeWarning:runpy"}
+    p = subprocess.run([sys.executable, "-m", "envs.dishwashing", "--seconds", "0"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "--seconds" in lines[0], (p.returncode, p.stderr[-3000:])

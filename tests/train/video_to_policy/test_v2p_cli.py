@@ -39,12 +39,24 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, names", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_v2p_cli_refuses_bad_input_in_one_line(tmp_path, args, names):
+def test_v2p_cli_refuses_bad_input_in_one_line(tmp_path, capsys, args, names):
+    """In this process, through the command's ``main`` (a subprocess per case cost ~5 s of start-up)."""
+    from train.video_to_policy.cli import main
+
     argv = [a.format(d=tmp_path) for a in args]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    p = subprocess.run([sys.executable, "-m", "train.video_to_policy", *argv], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env=env)
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and len(lines) == 1, (argv, p.returncode, p.stderr[-3000:])
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own refusals exit with status 2
+        rc = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, (argv, rc, err[-3000:])
     for name in names:
         assert name in lines[0], (name, lines[0])
+
+
+def test_the_real_command_refuses_in_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "train.video_to_policy", "idm", "--data", str(tmp_path / "missing")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "folder not found" in lines[0], (p.returncode, p.stderr[-3000:])
