@@ -22,20 +22,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, names", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_env_cli_refuses_bad_input_in_one_line(tmp_path, capsys, args, names):
+def test_env_cli_refuses_bad_input_in_one_line(tmp_path, refusal, args, names):
     """In this process, through the module's own ``_main`` (a subprocess per case cost ~5 s of start-up)."""
     from envs.dishwashing import _main
 
-    argv = [a.format(tmp=tmp_path) for a in args]
-    try:
-        rc = _main(argv)
-    except SystemExit as e:  # argparse's own refusals exit with status 2
-        rc = e.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1, (argv, rc, err[-3000:])
+    line = refusal(_main, [a.format(tmp=tmp_path) for a in args])
     for name in names:
-        assert name in lines[0], (name, lines[0])
+        assert name in line, (name, line)
     assert not list(tmp_path.iterdir())  # nothing written
 
 

@@ -64,37 +64,25 @@ def folder(tmp_path_factory):
     return d
 
 
-def _check(rc, stderr, argv, folder, names):
-    lines = stderr.strip().splitlines()
-    assert rc == 2, (argv, rc, stderr[-3000:])
-    assert len(lines) == 1, (argv, stderr[-3000:])
-    assert "Traceback" not in stderr
-    for name in names:
-        assert name.format(d=folder) in lines[0], (name, lines[0])
-
-
-def _refused(capsys, command, args, folder, names):
+def _refused(refusal, command, args, folder, names):
     from train.cli import main as train_main
     from train.evaluate import main as evaluate_main
     from vpjax.cli import run_main
 
-    argv = [a.format(d=folder) for a in args]
     main = {"train": train_main, "evaluate": evaluate_main}[command]
-    try:
-        rc = run_main(main, argv, prog=f"python -m {command}")
-    except SystemExit as e:  # argparse's own refusals (usage errors) exit with status 2
-        rc = e.code
-    _check(rc, capsys.readouterr().err, argv, folder, names)
+    line = refusal(lambda argv: run_main(main, argv, prog=f"python -m {command}"), [a.format(d=folder) for a in args])
+    for name in names:
+        assert name.format(d=folder) in line, (name, line)
 
 
 @pytest.mark.parametrize("args, names", TRAIN, ids=[" ".join(a) for a, _ in TRAIN])
-def test_train_refuses_bad_input_in_one_line(capsys, folder, args, names):
-    _refused(capsys, "train", ["--env", "dishwashing", "--out", "{d}/run", *args], folder, names)
+def test_train_refuses_bad_input_in_one_line(refusal, folder, args, names):
+    _refused(refusal, "train", ["--env", "dishwashing", "--out", "{d}/run", *args], folder, names)
 
 
 @pytest.mark.parametrize("args, names", EVALUATE, ids=[" ".join(a) or "no-args" for a, _ in EVALUATE])
-def test_evaluate_refuses_bad_input_in_one_line(capsys, folder, args, names):
-    _refused(capsys, "evaluate", args, folder, names)
+def test_evaluate_refuses_bad_input_in_one_line(refusal, folder, args, names):
+    _refused(refusal, "evaluate", args, folder, names)
 
 
 @pytest.mark.parametrize("command, args, names", [
@@ -106,7 +94,10 @@ def test_the_real_commands_refuse_in_one_line(folder, command, args, names):
     argv = [a.format(d=folder) for a in args]
     p = subprocess.run([sys.executable, "-m", command, *argv], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    _check(p.returncode, p.stderr, argv, folder, names)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, (argv, p.returncode, p.stderr[-3000:])
+    for name in names:
+        assert name.format(d=folder) in lines[0], (name, lines[0])
 
 
 def test_internal_errors_keep_their_traceback():

@@ -39,20 +39,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, names", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_v2p_cli_refuses_bad_input_in_one_line(tmp_path, capsys, args, names):
+def test_v2p_cli_refuses_bad_input_in_one_line(tmp_path, refusal, args, names):
     """In this process, through the command's ``main`` (a subprocess per case cost ~5 s of start-up)."""
     from train.video_to_policy.cli import main
 
-    argv = [a.format(d=tmp_path) for a in args]
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse's own refusals exit with status 2
-        rc = e.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1, (argv, rc, err[-3000:])
+    line = refusal(main, [a.format(d=tmp_path) for a in args])
     for name in names:
-        assert name in lines[0], (name, lines[0])
+        assert name in line, (name, line)
 
 
 def test_the_real_command_refuses_in_one_line(tmp_path):
