@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one_line_refusal(rc, err: str, argv) -> str:
+    """Asserts a CLI refused its input as documented: status 2, one stderr line, no traceback; returns the line."""
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (argv, rc, err[-3000:])
+    return lines[0]
 
 
 @pytest.fixture
@@ -16,9 +30,19 @@ def refusal(capsys):
             rc = main(argv)
         except SystemExit as e:  # argparse's own refusals (usage errors) exit with status 2
             rc = e.code
-        err = capsys.readouterr().err
-        lines = err.strip().splitlines()
-        assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (argv, rc, err[-3000:])
-        return lines[0]
+        return _one_line_refusal(rc, capsys.readouterr().err, argv)
+
+    return run
+
+
+@pytest.fixture
+def refused_command():
+    """``refused_command(module, argv, **env) -> line``: the same check on the real ``python -m module``
+    in a subprocess (CPU JAX, ``env`` added to the environment)."""
+
+    def run(module, argv, **env):
+        p = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+        return _one_line_refusal(p.returncode, p.stderr, argv)
 
     return run

@@ -7,14 +7,8 @@ commands in a subprocess. All of them fail before an env step is compiled.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK = "task: dishwashing\nhuman_wage: 18.0\n"
 FILES = {
     "bad.yaml": TASK + "reward: beta: 0.5\n",
@@ -90,14 +84,10 @@ def test_evaluate_refuses_bad_input_in_one_line(refusal, folder, args, names):
      ["range.yaml", "data_valuation.kappa_floor = 1.5"]),
     ("evaluate", ["--policy", "{d}", "--member", "x"], ["--member", "invalid int value"]),
 ])
-def test_the_real_commands_refuse_in_one_line(folder, command, args, names):
-    argv = [a.format(d=folder) for a in args]
-    p = subprocess.run([sys.executable, "-m", command, *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, (argv, p.returncode, p.stderr[-3000:])
+def test_the_real_commands_refuse_in_one_line(refused_command, folder, command, args, names):
+    line = refused_command(command, [a.format(d=folder) for a in args])
     for name in names:
-        assert name.format(d=folder) in lines[0], (name, lines[0])
+        assert name.format(d=folder) in line, (name, line)
 
 
 def test_internal_errors_keep_their_traceback():
